@@ -1,0 +1,2 @@
+//! The Kubernetes API server (to be written).
+pub mod openapi;

@@ -1,0 +1,2 @@
+//! The `flotilla` binary: one executable, every cluster role as a subcommand.
+fn main() {}
