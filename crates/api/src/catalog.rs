@@ -54,7 +54,11 @@ impl ResourceInfo {
 
     /// The group name used in storage keys ("core" for the legacy group).
     pub fn storage_group(&self) -> &str {
-        if self.group.is_empty() { "core" } else { &self.group }
+        if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        }
     }
 
     pub fn subresource(&self, name: &str) -> Option<&Subresource> {
@@ -131,12 +135,24 @@ fn sub(name: &str, group: &str, version: &str, kind: &str, verbs: &[&str]) -> Su
 
 /// The `status` subresource of a kind.
 fn status<K: Resource>() -> Subresource {
-    sub("status", K::GROUP, K::VERSION, K::KIND, &["get", "patch", "update"])
+    sub(
+        "status",
+        K::GROUP,
+        K::VERSION,
+        K::KIND,
+        &["get", "patch", "update"],
+    )
 }
 
 /// The `scale` subresource (autoscaling/v1 Scale).
 fn scale() -> Subresource {
-    sub("scale", "autoscaling", "v1", "Scale", &["get", "patch", "update"])
+    sub(
+        "scale",
+        "autoscaling",
+        "v1",
+        "Scale",
+        &["get", "patch", "update"],
+    )
 }
 
 /// Every built-in resource Flotilla serves.
@@ -149,43 +165,104 @@ pub fn builtin() -> Vec<ResourceInfo> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     let all = &["all"][..];
     let none: &[&str] = &[];
-    let mut pods = entry::<core::Pod>(&["po"], all, vec![
-        status::<core::Pod>(),
-        sub("binding", "", "v1", "Binding", &["create"]),
-        sub("eviction", "policy", "v1", "Eviction", &["create"]),
-        sub("ephemeralcontainers", "", "v1", "Pod", &["get", "patch", "update"]),
-        sub("resize", "", "v1", "Pod", &["get", "patch", "update"]),
-        sub("log", "", "v1", "Pod", &["get"]),
-        sub("exec", "", "v1", "PodExecOptions", &["create", "get"]),
-        sub("attach", "", "v1", "PodAttachOptions", &["create", "get"]),
-        sub("portforward", "", "v1", "PodPortForwardOptions", &["create", "get"]),
-        sub("proxy", "", "v1", "PodProxyOptions", &["create", "delete", "get", "head", "options", "patch", "put"]),
-    ]);
+    let mut pods = entry::<core::Pod>(
+        &["po"],
+        all,
+        vec![
+            status::<core::Pod>(),
+            sub("binding", "", "v1", "Binding", &["create"]),
+            sub("eviction", "policy", "v1", "Eviction", &["create"]),
+            sub(
+                "ephemeralcontainers",
+                "",
+                "v1",
+                "Pod",
+                &["get", "patch", "update"],
+            ),
+            sub("resize", "", "v1", "Pod", &["get", "patch", "update"]),
+            sub("log", "", "v1", "Pod", &["get"]),
+            sub("exec", "", "v1", "PodExecOptions", &["create", "get"]),
+            sub("attach", "", "v1", "PodAttachOptions", &["create", "get"]),
+            sub(
+                "portforward",
+                "",
+                "v1",
+                "PodPortForwardOptions",
+                &["create", "get"],
+            ),
+            sub(
+                "proxy",
+                "",
+                "v1",
+                "PodProxyOptions",
+                &["create", "delete", "get", "head", "options", "patch", "put"],
+            ),
+        ],
+    );
     pods.verbs = strings(ALL_VERBS);
-    let mut namespaces = entry::<core::Namespace>(&["ns"], none, vec![
-        status::<core::Namespace>(),
-        sub("finalize", "", "v1", "Namespace", &["update"]),
+    let mut namespaces = entry::<core::Namespace>(
+        &["ns"],
+        none,
+        vec![
+            status::<core::Namespace>(),
+            sub("finalize", "", "v1", "Namespace", &["update"]),
+        ],
+    );
+    namespaces.verbs = strings(&[
+        "create", "delete", "get", "list", "patch", "update", "watch",
     ]);
-    namespaces.verbs = strings(&["create", "delete", "get", "list", "patch", "update", "watch"]);
     let mut bindings = entry::<core::Binding>(&[], none, vec![]);
     bindings.verbs = strings(&["create"]);
-    let mut service_accounts = entry::<core::ServiceAccount>(&["sa"], none, vec![sub(
-        "token",
-        "authentication.k8s.io",
-        "v1",
-        "TokenRequest",
-        &["create"],
-    )]);
+    let mut service_accounts = entry::<core::ServiceAccount>(
+        &["sa"],
+        none,
+        vec![sub(
+            "token",
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+            &["create"],
+        )],
+    );
     service_accounts.verbs = strings(ALL_VERBS);
-    let mut services = entry::<core::Service>(&["svc"], all, vec![
-        status::<core::Service>(),
-        sub("proxy", "", "v1", "ServiceProxyOptions", &["create", "delete", "get", "head", "options", "patch", "put"]),
+    let mut services = entry::<core::Service>(
+        &["svc"],
+        all,
+        vec![
+            status::<core::Service>(),
+            sub(
+                "proxy",
+                "",
+                "v1",
+                "ServiceProxyOptions",
+                &["create", "delete", "get", "head", "options", "patch", "put"],
+            ),
+        ],
+    );
+    services.verbs = strings(&[
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
     ]);
-    services.verbs = strings(&["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
-    let nodes = entry::<core::Node>(&["no"], none, vec![
-        status::<core::Node>(),
-        sub("proxy", "", "v1", "NodeProxyOptions", &["create", "delete", "get", "head", "options", "patch", "put"]),
-    ]);
+    let nodes = entry::<core::Node>(
+        &["no"],
+        none,
+        vec![
+            status::<core::Node>(),
+            sub(
+                "proxy",
+                "",
+                "v1",
+                "NodeProxyOptions",
+                &["create", "delete", "get", "head", "options", "patch", "put"],
+            ),
+        ],
+    );
 
     vec![
         // core/v1
@@ -196,11 +273,19 @@ pub fn builtin() -> Vec<ResourceInfo> {
         entry::<core::LimitRange>(&["limits"], none, vec![]),
         namespaces,
         nodes,
-        entry::<core::PersistentVolumeClaim>(&["pvc"], none, vec![status::<core::PersistentVolumeClaim>()]),
+        entry::<core::PersistentVolumeClaim>(
+            &["pvc"],
+            none,
+            vec![status::<core::PersistentVolumeClaim>()],
+        ),
         entry::<core::PersistentVolume>(&["pv"], none, vec![status::<core::PersistentVolume>()]),
         pods,
         entry::<core::PodTemplate>(&[], none, vec![]),
-        entry::<core::ReplicationController>(&["rc"], all, vec![status::<core::ReplicationController>(), scale()]),
+        entry::<core::ReplicationController>(
+            &["rc"],
+            all,
+            vec![status::<core::ReplicationController>(), scale()],
+        ),
         entry::<core::ResourceQuota>(&["quota"], none, vec![status::<core::ResourceQuota>()]),
         entry::<core::Secret>(&[], none, vec![]),
         service_accounts,
@@ -208,7 +293,11 @@ pub fn builtin() -> Vec<ResourceInfo> {
         // apps/v1
         entry::<apps::ControllerRevision>(&[], none, vec![]),
         entry::<apps::DaemonSet>(&["ds"], all, vec![status::<apps::DaemonSet>()]),
-        entry::<apps::Deployment>(&["deploy"], all, vec![status::<apps::Deployment>(), scale()]),
+        entry::<apps::Deployment>(
+            &["deploy"],
+            all,
+            vec![status::<apps::Deployment>(), scale()],
+        ),
         entry::<apps::ReplicaSet>(&["rs"], all, vec![status::<apps::ReplicaSet>(), scale()]),
         entry::<apps::StatefulSet>(&["sts"], all, vec![status::<apps::StatefulSet>(), scale()]),
         // batch/v1
@@ -227,7 +316,11 @@ pub fn builtin() -> Vec<ResourceInfo> {
         entry::<net::IPAddress>(&["ip"], none, vec![]),
         entry::<net::ServiceCIDR>(&[], none, vec![status::<net::ServiceCIDR>()]),
         // policy/v1
-        entry::<policy::PodDisruptionBudget>(&["pdb"], none, vec![status::<policy::PodDisruptionBudget>()]),
+        entry::<policy::PodDisruptionBudget>(
+            &["pdb"],
+            none,
+            vec![status::<policy::PodDisruptionBudget>()],
+        ),
         // rbac.authorization.k8s.io/v1
         entry::<rbac::ClusterRoleBinding>(&[], none, vec![]),
         entry::<rbac::ClusterRole>(&[], none, vec![]),
@@ -242,9 +335,11 @@ pub fn builtin() -> Vec<ResourceInfo> {
         entry::<storage::StorageClass>(&["sc"], none, vec![]),
         entry::<storage::VolumeAttachment>(&[], none, vec![status::<storage::VolumeAttachment>()]),
         // apiextensions.k8s.io/v1
-        entry::<apiext::CustomResourceDefinition>(&["crd", "crds"], &["api-extensions"], vec![status::<
-            apiext::CustomResourceDefinition,
-        >()]),
+        entry::<apiext::CustomResourceDefinition>(
+            &["crd", "crds"],
+            &["api-extensions"],
+            vec![status::<apiext::CustomResourceDefinition>()],
+        ),
     ]
 }
 
@@ -256,7 +351,14 @@ mod tests {
     fn builtin_catalogue_has_upstream_names() {
         let cat = builtin();
         let pods = cat.iter().find(|r| r.plural == "pods").unwrap();
-        assert_eq!((pods.group.as_str(), pods.version.as_str(), pods.kind.as_str()), ("", "v1", "Pod"));
+        assert_eq!(
+            (
+                pods.group.as_str(),
+                pods.version.as_str(),
+                pods.kind.as_str()
+            ),
+            ("", "v1", "Pod")
+        );
         assert!(pods.namespaced);
         assert_eq!(pods.short_names, vec!["po"]);
         assert!(pods.subresource("binding").is_some());
@@ -265,12 +367,19 @@ mod tests {
         assert_eq!(deploy.subresource("scale").unwrap().group, "autoscaling");
         let nodes = cat.iter().find(|r| r.plural == "nodes").unwrap();
         assert!(!nodes.namespaced);
-        let crd = cat.iter().find(|r| r.kind == "CustomResourceDefinition").unwrap();
+        let crd = cat
+            .iter()
+            .find(|r| r.kind == "CustomResourceDefinition")
+            .unwrap();
         assert_eq!(crd.plural, "customresourcedefinitions");
         // plurals are unique within a group
         let mut seen = std::collections::HashSet::new();
         for r in &cat {
-            assert!(seen.insert((r.group.clone(), r.plural.clone())), "duplicate {}", r.plural);
+            assert!(
+                seen.insert((r.group.clone(), r.plural.clone())),
+                "duplicate {}",
+                r.plural
+            );
         }
     }
 }

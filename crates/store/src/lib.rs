@@ -7,10 +7,40 @@
 //! Only the API server talks to the store. The [`Backend`] trait is shaped after the
 //! etcd v3 KV/Watch API so that a real etcd cluster can serve as a drop-in backend.
 //! This crate must never depend on the API server or on any Kubernetes types.
+//!
+//! Backends:
+//! - [`EmbeddedStore`]: the default, durable store on a redb file, with group commit
+//!   (concurrent writers share one fsync);
+//! - [`MemoryStore`]: the same engine on redb's in-memory backend, for unit tests.
+//!
+//! Conventions beyond the types below (all as in etcd): an empty store is at revision
+//! 1, so the first write is revision 2; a deletion event's `kv` has `create_revision`
+//! and `version` 0; a transaction may not write one key twice; a read at a past revision
+//! reports that revision in [`RangeResponse::revision`].
+//!
+//! Layout (like etcd's mvcc): `keys` (key ranges, validation) → `index` (latest state
+//! in memory, transaction evaluation) → `disk` (history in redb) → `engine` (writer
+//! thread with group commit, reads) → `watch` (history replay + live events).
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+
+pub mod bench;
+mod disk;
+pub mod embedded;
+mod engine;
+mod index;
+mod keys;
+pub mod memory;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use engine::StoreStats;
+pub use memory::MemoryStore;
 
 /// A store revision. Revisions start at 1 and grow by one per committed write transaction.
 pub type Revision = i64;
@@ -79,16 +109,29 @@ pub struct Compare {
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    Put { key: Bytes, value: Bytes, prev_kv: bool },
+    Put {
+        key: Bytes,
+        value: Bytes,
+        prev_kv: bool,
+    },
     /// Delete `key` (or `[key, range_end)` when `range_end` is set).
-    Delete { key: Bytes, range_end: Option<Bytes>, prev_kv: bool },
+    Delete {
+        key: Bytes,
+        range_end: Option<Bytes>,
+        prev_kv: bool,
+    },
     Range(RangeRequest),
 }
 
 #[derive(Clone, Debug)]
 pub enum OpResponse {
-    Put { prev_kv: Option<KeyValue> },
-    Delete { deleted: i64, prev_kvs: Vec<KeyValue> },
+    Put {
+        prev_kv: Option<KeyValue>,
+    },
+    Delete {
+        deleted: i64,
+        prev_kvs: Vec<KeyValue>,
+    },
     Range(RangeResponse),
 }
 
@@ -141,9 +184,15 @@ pub type WatchStream = BoxStream<'static, Result<Event, StoreError>>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("required revision {requested} has been compacted (compacted revision {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("required revision {requested} is a future revision (current {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("storage i/o error: {0}")]
     Io(String),
     #[error("storage is corrupt: {0}")]

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The project's test command. Runs, in order:
+#   1. cargo fmt --all --check
+#   2. cargo clippy --workspace --all-targets -- -D warnings
+#   3. cargo test --workspace
+#   4. cargo build --release -p flotilla
+#   5. pytest tests/e2e   (real kubectl v1.33 + v1.20, helm, Python client
+#                          against target/release/flotilla)
+# Every step runs even when an earlier one failed (so one run shows all
+# problems), except that e2e needs the release build. Exits non-zero if any
+# step failed.
+#
+# Options:
+#   --quick       fmt + clippy + unit tests only (no release build, no e2e)
+#   --no-e2e      everything except the e2e suite
+#   --e2e-only    release build + e2e suite only
+#   -- ARGS...    extra arguments for pytest (e.g. -- -k apply -x)
+#
+# Tools come from scripts/install-tools.sh (run it once first).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+run_cargo=1
+run_release=1
+run_e2e=1
+pytest_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) run_release=0; run_e2e=0 ;;
+    --no-e2e) run_e2e=0 ;;
+    --e2e-only) run_cargo=0 ;;
+    --) shift; pytest_args=("$@"); break ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# In CI the committed Cargo.lock must already be complete.
+cargo_flags=()
+if [[ "${CI:-}" == "true" ]]; then cargo_flags+=(--locked); fi
+
+failed=()
+summary=()
+step() {
+  local name="$1"; shift
+  printf '\n\033[1m==> %s\033[0m\n' "$name"
+  local start=$SECONDS
+  if "$@"; then
+    summary+=("ok    $(printf '%4ds' $((SECONDS - start)))  $name")
+  else
+    summary+=("FAIL  $(printf '%4ds' $((SECONDS - start)))  $name")
+    failed+=("$name")
+    return 1
+  fi
+}
+
+if [[ $run_cargo -eq 1 ]]; then
+  step "cargo fmt --check" cargo fmt --all --check
+  step "cargo clippy" cargo clippy "${cargo_flags[@]}" --workspace --all-targets -- -D warnings
+  step "cargo test" cargo test "${cargo_flags[@]}" --workspace
+fi
+
+if [[ $run_release -eq 1 ]]; then
+  if step "cargo build --release -p flotilla" cargo build "${cargo_flags[@]}" --release -p flotilla; then
+    if [[ $run_e2e -eq 1 ]]; then
+      py="$ROOT/.tools/venv/bin/python"
+      if [[ ! -x $py ]]; then
+        echo "missing $py: run scripts/install-tools.sh first" >&2
+        failed+=("e2e (tools not installed)")
+      else
+        target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+        export FLOTILLA_BIN="${FLOTILLA_BIN:-$target_dir/release/flotilla}"
+        step "pytest tests/e2e" "$py" -m pytest tests/e2e "${pytest_args[@]}"
+      fi
+    fi
+  elif [[ $run_e2e -eq 1 ]]; then
+    failed+=("e2e (skipped: release build failed)")
+  fi
+fi
+
+printf '\n\033[1m==> summary\033[0m\n'
+printf '  %s\n' "${summary[@]}"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  printf '\033[31mFAILED:\033[0m %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "all steps passed"
