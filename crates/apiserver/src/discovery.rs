@@ -136,7 +136,7 @@ pub fn openapi_v2(server: &ApiServer, headers: &HeaderMap) -> Response {
         bytes_response(
             200,
             oa.v2_protobuf(),
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
         )
     } else {
         bytes_response(200, oa.v2_json(), "application/json")

@@ -657,6 +657,9 @@ pub async fn create(
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let key = registry::object_key(info, &r.namespace, &name);
+    if server.cache.get(&key).await.is_some() {
+        return Err(ApiError::already_exists(&info.plural, &info.group, &name));
+    }
     let extra = crate::allocators::allocate(server, info, &mut obj, opts.dry_run).await?;
     if opts.dry_run {
         if server.cache.get(&key).await.is_some() {

@@ -229,7 +229,7 @@ mod tests {
             "example.com/v1/olds",
             "example.com/v2/widgets"
         ]);
-        assert_eq!(d.all.len(), 8);
+        assert_eq!(d.all.len(), 7);
         assert_eq!(d.failed.get("broken.io/v1").map(String::as_str), Some("boom"));
     }
 
