@@ -101,7 +101,11 @@ impl FieldSelector {
                     term: part.to_string(),
                 });
             };
-            terms.push(FieldRequirement { field: lhs.to_string(), operator: op, value: unescape_value(rhs)? });
+            terms.push(FieldRequirement {
+                field: lhs.to_string(),
+                operator: op,
+                value: unescape_value(rhs)?,
+            });
         }
         Ok(FieldSelector { terms })
     }
@@ -145,11 +149,20 @@ impl FieldSelector {
     /// Rewrites every term's field label through the conversion function of
     /// `group/version/kind`, failing on labels the kind does not support (what the API
     /// server does before listing or watching).
-    pub fn convert_for(&self, group: &str, version: &str, kind: &str) -> Result<Self, FieldSelectorError> {
+    pub fn convert_for(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> Result<Self, FieldSelectorError> {
         let mut terms = Vec::with_capacity(self.terms.len());
         for term in &self.terms {
             let field = convert_field_label(group, version, kind, &term.field)?;
-            terms.push(FieldRequirement { field, operator: term.operator, value: term.value.clone() });
+            terms.push(FieldRequirement {
+                field,
+                operator: term.operator,
+                value: term.value.clone(),
+            });
         }
         Ok(FieldSelector { terms })
     }
@@ -238,9 +251,13 @@ fn split_terms(selector: &str) -> Vec<&str> {
 fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
-        for (op, kind) in [("!=", FieldOperator::NotEquals), ("==", FieldOperator::Equals), ("=", FieldOperator::Equals)] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], kind, &rest[op.len()..]));
+        for (op, kind) in [
+            ("!=", FieldOperator::NotEquals),
+            ("==", FieldOperator::Equals),
+            ("=", FieldOperator::Equals),
+        ] {
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], kind, value));
             }
         }
     }
@@ -267,7 +284,9 @@ fn label_table(group: &str, kind: &str) -> Option<&'static [&'static str]> {
             "spec.host",
         ],
         ("", "Node") => &["metadata.name", "spec.unschedulable"],
-        ("", "ReplicationController") => &["metadata.name", "metadata.namespace", "status.replicas"],
+        ("", "ReplicationController") => {
+            &["metadata.name", "metadata.namespace", "status.replicas"]
+        }
         ("", "Event") => &[
             "involvedObject.kind",
             "involvedObject.namespace",
@@ -285,9 +304,16 @@ fn label_table(group: &str, kind: &str) -> Option<&'static [&'static str]> {
         ],
         ("", "Namespace") => &["status.phase", "metadata.name"],
         ("", "Secret") => &["type", "metadata.namespace", "metadata.name"],
-        ("", "Service") => &["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"],
+        ("", "Service") => &[
+            "metadata.namespace",
+            "metadata.name",
+            "spec.clusterIP",
+            "spec.type",
+        ],
         ("batch", "Job") => &["metadata.name", "metadata.namespace", "status.successful"],
-        ("certificates.k8s.io", "CertificateSigningRequest") => &["metadata.name", "spec.signerName"],
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            &["metadata.name", "spec.signerName"]
+        }
         _ => return None,
     })
 }
@@ -296,7 +322,12 @@ fn label_table(group: &str, kind: &str) -> Option<&'static [&'static str]> {
 /// (possibly renamed) label, or the error upstream gives for an unsupported one.
 /// `version` is accepted for symmetry with upstream's per-version registration; every
 /// version served here registers the same labels.
-pub fn convert_field_label(group: &str, version: &str, kind: &str, label: &str) -> Result<String, FieldSelectorError> {
+pub fn convert_field_label(
+    group: &str,
+    version: &str,
+    kind: &str,
+    label: &str,
+) -> Result<String, FieldSelectorError> {
     let _ = version;
     match label_table(group, kind) {
         Some(labels) if labels.contains(&label) => {
@@ -307,7 +338,9 @@ pub fn convert_field_label(group: &str, version: &str, kind: &str, label: &str) 
                 Ok(label.to_string())
             }
         }
-        Some(_) if (group, kind) == ("batch", "Job") => Err(FieldSelectorError::NotSupportedForJob(label.to_string())),
+        Some(_) if (group, kind) == ("batch", "Job") => {
+            Err(FieldSelectorError::NotSupportedForJob(label.to_string()))
+        }
         Some(_) => Err(FieldSelectorError::NotSupported(label.to_string())),
         None if matches!(label, "metadata.name" | "metadata.namespace") => Ok(label.to_string()),
         None => Err(FieldSelectorError::NotKnown(label.to_string())),
@@ -324,11 +357,17 @@ fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
 }
 
 fn int_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0).to_string()
+    obj.pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .to_string()
 }
 
 fn bool_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer).and_then(Value::as_bool).unwrap_or(false).to_string()
+    obj.pointer(pointer)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        .to_string()
 }
 
 /// The selectable fields of an object, as upstream's registries compute them (every
@@ -339,7 +378,10 @@ pub fn object_fields(group: &str, kind: &str, obj: &Value) -> BTreeMap<String, S
         fields.insert(k.to_string(), v);
     };
     put("metadata.name", str_at(obj, "/metadata/name").to_string());
-    put("metadata.namespace", str_at(obj, "/metadata/namespace").to_string());
+    put(
+        "metadata.namespace",
+        str_at(obj, "/metadata/namespace").to_string(),
+    );
     match (group, kind) {
         ("", "Pod") => {
             for (label, pointer) in [
@@ -367,10 +409,15 @@ pub fn object_fields(group: &str, kind: &str, obj: &Value) -> BTreeMap<String, S
             put("spec.clusterIP", str_at(obj, "/spec/clusterIP").to_string());
             put("spec.type", str_at(obj, "/spec/type").to_string());
         }
-        ("", "ReplicationController") | ("apps", "ReplicaSet") => put("status.replicas", int_at(obj, "/status/replicas")),
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => {
+            put("status.replicas", int_at(obj, "/status/replicas"))
+        }
         ("batch", "Job") => put("status.successful", int_at(obj, "/status/succeeded")),
         ("certificates.k8s.io", "CertificateSigningRequest") => {
-            put("spec.signerName", str_at(obj, "/spec/signerName").to_string());
+            put(
+                "spec.signerName",
+                str_at(obj, "/spec/signerName").to_string(),
+            );
         }
         ("", "Event") | ("events.k8s.io", "Event") => event_fields(group, obj, &mut fields),
         _ => {}
@@ -381,17 +428,40 @@ pub fn object_fields(group: &str, kind: &str, obj: &Value) -> BTreeMap<String, S
 fn event_fields(group: &str, obj: &Value, fields: &mut BTreeMap<String, String>) {
     // Both API versions read the same stored events; accept either spelling.
     let events_api = group == "events.k8s.io";
-    let reference = if events_api { "/regarding" } else { "/involvedObject" };
-    for sub in ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"] {
-        fields.insert(format!("involvedObject.{sub}"), str_at(obj, &format!("{reference}/{sub}")).to_string());
+    let reference = if events_api {
+        "/regarding"
+    } else {
+        "/involvedObject"
+    };
+    for sub in [
+        "kind",
+        "namespace",
+        "name",
+        "uid",
+        "apiVersion",
+        "resourceVersion",
+        "fieldPath",
+    ] {
+        fields.insert(
+            format!("involvedObject.{sub}"),
+            str_at(obj, &format!("{reference}/{sub}")).to_string(),
+        );
     }
-    let reporting = if events_api { str_at(obj, "/reportingController") } else { str_at(obj, "/reportingComponent") };
+    let reporting = if events_api {
+        str_at(obj, "/reportingController")
+    } else {
+        str_at(obj, "/reportingComponent")
+    };
     let source_component = if events_api {
         str_at(obj, "/deprecatedSource/component")
     } else {
         str_at(obj, "/source/component")
     };
-    let source = if source_component.is_empty() { reporting } else { source_component };
+    let source = if source_component.is_empty() {
+        reporting
+    } else {
+        source_component
+    };
     fields.insert("reason".into(), str_at(obj, "/reason").to_string());
     fields.insert("reportingComponent".into(), reporting.to_string());
     fields.insert("source".into(), source.to_string());
@@ -414,7 +484,10 @@ mod tests {
             ("a=,b=1", "a=,b=1"),
             ("a=x\\,y", "a=x\\,y"),
             ("a=x\\=y\\\\z", "a=x\\=y\\\\z"),
-            ("spec.nodeName=n1,status.phase!=Succeeded,status.phase!=Failed", "spec.nodeName=n1,status.phase!=Failed,status.phase!=Succeeded"),
+            (
+                "spec.nodeName=n1,status.phase!=Succeeded,status.phase!=Failed",
+                "spec.nodeName=n1,status.phase!=Failed,status.phase!=Succeeded",
+            ),
             (",a=b,", "a=b"),
         ];
         for (input, want) in cases {
@@ -430,20 +503,39 @@ mod tests {
         let cases = [
             ("a", "invalid selector: 'a'; can't understand 'a'"),
             ("x=1,a", "invalid selector: 'x=1,a'; can't understand 'a'"),
-            ("a=b\\c", "invalid field selector: invalid escape sequence: \\c"),
-            ("a=b\\", "invalid field selector: invalid escape sequence: \\"),
-            ("a=b=c", "invalid field selector: unescaped character in value: 61"),
-            ("a===b", "invalid field selector: unescaped character in value: 61"),
+            (
+                "a=b\\c",
+                "invalid field selector: invalid escape sequence: \\c",
+            ),
+            (
+                "a=b\\",
+                "invalid field selector: invalid escape sequence: \\",
+            ),
+            (
+                "a=b=c",
+                "invalid field selector: unescaped character in value: 61",
+            ),
+            (
+                "a===b",
+                "invalid field selector: unescaped character in value: 61",
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(FieldSelector::parse(input).unwrap_err().to_string(), want, "{input}");
+            assert_eq!(
+                FieldSelector::parse(input).unwrap_err().to_string(),
+                want,
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn matching() {
         let fields: BTreeMap<String, String> =
-            [("spec.nodeName", "n1"), ("status.phase", "Running")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            [("spec.nodeName", "n1"), ("status.phase", "Running")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let cases = [
             ("", true),
             ("spec.nodeName=n1", true),
@@ -455,7 +547,11 @@ mod tests {
             ("missing=x", false),
         ];
         for (input, want) in cases {
-            assert_eq!(FieldSelector::parse(input).unwrap().matches(&fields), want, "{input}");
+            assert_eq!(
+                FieldSelector::parse(input).unwrap().matches(&fields),
+                want,
+                "{input}"
+            );
         }
         let sel = FieldSelector::parse("a=1,b!=2").unwrap();
         assert_eq!(sel.requires_exact_match("a"), Some("1"));
@@ -476,19 +572,46 @@ mod tests {
             ("batch", "Job", "status.successful", "status.successful"),
         ];
         for (group, kind, label, want) in ok {
-            assert_eq!(convert_field_label(group, "v1", kind, label).unwrap(), want, "{kind} {label}");
+            assert_eq!(
+                convert_field_label(group, "v1", kind, label).unwrap(),
+                want,
+                "{kind} {label}"
+            );
         }
         let bad = [
             ("", "Pod", "spec.foo", "field label not supported: spec.foo"),
-            ("", "Node", "metadata.namespace", "field label not supported: metadata.namespace"),
-            ("", "ConfigMap", "data.x", "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""),
-            ("batch", "Job", "status.succeeded", "field label \"status.succeeded\" not supported for batchv1.Job"),
+            (
+                "",
+                "Node",
+                "metadata.namespace",
+                "field label not supported: metadata.namespace",
+            ),
+            (
+                "",
+                "ConfigMap",
+                "data.x",
+                "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+            ),
+            (
+                "batch",
+                "Job",
+                "status.succeeded",
+                "field label \"status.succeeded\" not supported for batchv1.Job",
+            ),
         ];
         for (group, kind, label, want) in bad {
-            assert_eq!(convert_field_label(group, "v1", kind, label).unwrap_err().to_string(), want);
+            assert_eq!(
+                convert_field_label(group, "v1", kind, label)
+                    .unwrap_err()
+                    .to_string(),
+                want
+            );
             assert!(!is_supported_field(group, kind, label));
         }
-        let sel = FieldSelector::parse("spec.host=n1").unwrap().convert_for("", "v1", "Pod").unwrap();
+        let sel = FieldSelector::parse("spec.host=n1")
+            .unwrap()
+            .convert_for("", "v1", "Pod")
+            .unwrap();
         assert_eq!(sel.to_string(), "spec.nodeName=n1");
     }
 
@@ -506,13 +629,27 @@ mod tests {
         assert_eq!(f["spec.hostNetwork"], "true");
         assert_eq!(f["spec.schedulerName"], "");
         assert_eq!(f["status.podIP"], "10.0.0.1");
-        let sel = FieldSelector::parse("spec.nodeName=n1,status.phase!=Succeeded,status.phase!=Failed").unwrap();
+        let sel =
+            FieldSelector::parse("spec.nodeName=n1,status.phase!=Succeeded,status.phase!=Failed")
+                .unwrap();
         assert!(sel.matches(&f));
 
-        assert_eq!(object_fields("", "Node", &json!({"metadata": {"name": "n"}}))["spec.unschedulable"], "false");
-        assert_eq!(object_fields("batch", "Job", &json!({"status": {"succeeded": 2}}))["status.successful"], "2");
-        assert_eq!(object_fields("apps", "ReplicaSet", &json!({}))["status.replicas"], "0");
-        assert_eq!(object_fields("", "Secret", &json!({"type": "Opaque"}))["type"], "Opaque");
+        assert_eq!(
+            object_fields("", "Node", &json!({"metadata": {"name": "n"}}))["spec.unschedulable"],
+            "false"
+        );
+        assert_eq!(
+            object_fields("batch", "Job", &json!({"status": {"succeeded": 2}}))["status.successful"],
+            "2"
+        );
+        assert_eq!(
+            object_fields("apps", "ReplicaSet", &json!({}))["status.replicas"],
+            "0"
+        );
+        assert_eq!(
+            object_fields("", "Secret", &json!({"type": "Opaque"}))["type"],
+            "Opaque"
+        );
 
         let event = json!({
             "involvedObject": {"kind": "Pod", "name": "p", "uid": "u"},

@@ -55,15 +55,17 @@ const DNS1035_LABEL_ERR_MSG: &str = "a DNS-1035 label must consist of lower case
 const C_IDENTIFIER_FMT: &str = "[A-Za-z_][A-Za-z0-9_]*";
 const C_IDENTIFIER_ERR_MSG: &str = "a valid C identifier must start with alphabetic character or '_', followed by a string of alphanumeric characters or '_'";
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_MAP_KEY_ERR_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_MAP_KEY_ERR_MSG: &str =
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 const ENV_VAR_NAME_FMT: &str = "[-._a-zA-Z][-._a-zA-Z0-9]*";
 const ENV_VAR_NAME_ERR_MSG: &str = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit";
-const RELAXED_ENV_VAR_NAME_ERR_MSG: &str =
-    "a valid environment variable name must consist only of printable ASCII characters other than '='";
+const RELAXED_ENV_VAR_NAME_ERR_MSG: &str = "a valid environment variable name must consist only of printable ASCII characters other than '='";
 const PERCENT_FMT: &str = "[0-9]+%";
-const PERCENT_ERR_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%'";
+const PERCENT_ERR_MSG: &str =
+    "a valid percent string must be a numeric string followed by an ending '%'";
 const HTTP_HEADER_NAME_FMT: &str = "[-A-Za-z0-9]+";
-const HTTP_HEADER_NAME_ERR_MSG: &str = "a valid HTTP header must consist of alphanumeric characters or '-'";
+const HTTP_HEADER_NAME_ERR_MSG: &str =
+    "a valid HTTP header must consist of alphanumeric characters or '-'";
 const HTTP_PATH_FMT: &str = r"[A-Za-z0-9/\-._~%!$&'()*+,;=:]+";
 
 fn anchored(fmt: &str) -> Regex {
@@ -154,7 +156,10 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push(format!("name part {}", empty_error()));
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
+        ));
     }
     if !QUALIFIED_NAME_RE.is_match(name) {
         errs.push(format!(
@@ -427,7 +432,10 @@ pub fn is_domain_prefixed_path(value: &str) -> Vec<(String, String)> {
         .map(|m| (host.to_string(), m))
         .collect();
     if !HTTP_PATH_RE.is_match(path) {
-        errs.push((path.to_string(), regex_error("Invalid path", HTTP_PATH_FMT, &[])));
+        errs.push((
+            path.to_string(),
+            regex_error("Invalid path", HTTP_PATH_FMT, &[]),
+        ));
     }
     errs
 }
@@ -482,7 +490,8 @@ pub fn is_ipv6(value: &str) -> bool {
 
 /// A strictly valid, canonical CIDR (upstream's `IsValidCIDR`).
 pub fn is_valid_cidr(value: &str) -> Vec<String> {
-    let bad = || vec!["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".to_string()];
+    let bad =
+        || vec!["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".to_string()];
     let Some((addr, len)) = value.split_once('/') else {
         return bad();
     };
@@ -520,12 +529,20 @@ fn mask_ip(ip: IpAddr, prefix: u32) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
             IpAddr::from((bits & mask).to_be_bytes())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
             IpAddr::from((bits & mask).to_be_bytes())
         }
     }
@@ -616,9 +633,10 @@ pub fn name_rule(group: &str, kind: &str) -> NameRule {
         ("", "Namespace") => NameRule::Dns1123Label,
         ("", "Service") => NameRule::Dns1035Label,
         ("apps", "StatefulSet") => NameRule::Dns1123Label,
-        ("rbac.authorization.k8s.io", "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding") => {
-            NameRule::PathSegment
-        }
+        (
+            "rbac.authorization.k8s.io",
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
+        ) => NameRule::PathSegment,
         ("certificates.k8s.io", "CertificateSigningRequest") => NameRule::PathSegment,
         _ => NameRule::Dns1123Subdomain,
     }
@@ -678,7 +696,12 @@ mod tests {
             ("subdomain long", is_dns1123_subdomain, &"a".repeat(254), 1),
             ("1035 ok", is_dns1035_label, "abc-123", 0),
             ("1035 digit start", is_dns1035_label, "1abc", 1),
-            ("qualified ok", is_qualified_name, "example.com/My_name.1", 0),
+            (
+                "qualified ok",
+                is_qualified_name,
+                "example.com/My_name.1",
+                0,
+            ),
             ("qualified empty prefix", is_qualified_name, "/name", 1),
             ("qualified two slashes", is_qualified_name, "a/b/c", 1),
             ("qualified bad prefix", is_qualified_name, "Ex/name", 1),
@@ -686,7 +709,12 @@ mod tests {
             ("qualified long", is_qualified_name, &"a".repeat(64), 1),
             ("label value empty", is_valid_label_value, "", 0),
             ("label value bad", is_valid_label_value, "-a", 1),
-            ("label value long bad", is_valid_label_value, &format!("{}-", "a".repeat(63)), 2),
+            (
+                "label value long bad",
+                is_valid_label_value,
+                &format!("{}-", "a".repeat(63)),
+                2,
+            ),
             ("config key ok", is_config_map_key, "a_b.c-D", 0),
             ("config key dotdot", is_config_map_key, "..a", 1),
             ("config key slash", is_config_map_key, "a/b", 1),
@@ -715,7 +743,10 @@ mod tests {
 
     #[test]
     fn qualified_name_messages() {
-        assert_eq!(is_qualified_name("/x"), vec!["prefix part must be non-empty"]);
+        assert_eq!(
+            is_qualified_name("/x"),
+            vec!["prefix part must be non-empty"]
+        );
         assert_eq!(
             is_qualified_name(&"a".repeat(64)),
             vec!["name part must be no more than 63 characters"]
@@ -731,14 +762,26 @@ mod tests {
             ("", "Service", NameRule::Dns1035Label),
             ("apps", "StatefulSet", NameRule::Dns1123Label),
             ("apps", "Deployment", NameRule::Dns1123Subdomain),
-            ("rbac.authorization.k8s.io", "ClusterRole", NameRule::PathSegment),
+            (
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                NameRule::PathSegment,
+            ),
             ("example.com", "Widget", NameRule::Dns1123Subdomain),
         ];
         for (group, kind, rule) in cases {
             assert_eq!(name_rule(group, kind), rule, "{group}/{kind}");
         }
         assert!(validate_object_name("", "Service", "1abc", false).len() == 1);
-        assert!(validate_object_name("rbac.authorization.k8s.io", "ClusterRole", "system:x", false).is_empty());
+        assert!(
+            validate_object_name(
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                "system:x",
+                false
+            )
+            .is_empty()
+        );
     }
 
     #[test]

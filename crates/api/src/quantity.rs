@@ -21,7 +21,9 @@ use serde_json::Value;
 /// Parse errors, with upstream's messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
-    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
     FormatWrong,
     #[error("unable to parse numeric part of quantity")]
     Numeric,
@@ -92,7 +94,10 @@ impl Dec {
         if self.e >= exp {
             if sticky {
                 // Dropped digits lie below 10^e, so the next unit up at 10^e is the ceiling.
-                let bump = Dec { m: self.m + self.m.signum().max(1), e: self.e };
+                let bump = Dec {
+                    m: self.m + self.m.signum().max(1),
+                    e: self.e,
+                };
                 return (bump, false);
             }
             return (self, true);
@@ -133,7 +138,13 @@ impl Dec {
         let e = self.e.min(other.e);
         let a = self.m.checked_mul(pow10(self.e - e)?)?;
         let b = other.m.checked_mul(pow10(other.e - e)?)?;
-        Some(Dec { m: a.checked_add(b)?, e }.normalized())
+        Some(
+            Dec {
+                m: a.checked_add(b)?,
+                e,
+            }
+            .normalized(),
+        )
     }
 }
 
@@ -198,15 +209,29 @@ fn split_quantity(s: &str) -> Result<Parts<'_>, QuantityError> {
         pos += 1;
     }
     if pos >= end {
-        return Ok(Parts { positive, num: "0", denom: "", suffix: "" });
+        return Ok(Parts {
+            positive,
+            num: "0",
+            denom: "",
+            suffix: "",
+        });
     }
     let num_start = pos;
     while pos < end && b[pos].is_ascii_digit() {
         pos += 1;
     }
-    let num = if pos == num_start { "0" } else { &s[num_start..pos] };
+    let num = if pos == num_start {
+        "0"
+    } else {
+        &s[num_start..pos]
+    };
     if pos >= end {
-        return Ok(Parts { positive, num, denom: "", suffix: "" });
+        return Ok(Parts {
+            positive,
+            num,
+            denom: "",
+            suffix: "",
+        });
     }
     let mut denom = "";
     if b[pos] == b'.' {
@@ -217,7 +242,12 @@ fn split_quantity(s: &str) -> Result<Parts<'_>, QuantityError> {
         }
         denom = &s[denom_start..pos];
         if pos >= end {
-            return Ok(Parts { positive, num, denom, suffix: "" });
+            return Ok(Parts {
+                positive,
+                num,
+                denom,
+                suffix: "",
+            });
         }
     }
     let suffix_start = pos;
@@ -233,7 +263,12 @@ fn split_quantity(s: &str) -> Result<Parts<'_>, QuantityError> {
     if pos < end {
         return Err(QuantityError::FormatWrong);
     }
-    Ok(Parts { positive, num, denom, suffix: &s[suffix_start..] })
+    Ok(Parts {
+        positive,
+        num,
+        denom,
+        suffix: &s[suffix_start..],
+    })
 }
 
 /// Maps a suffix to (base, exponent, format).
@@ -258,7 +293,11 @@ fn interpret_suffix(suffix: &str) -> Option<(u32, i64, Format)> {
         s if s.len() > 1 && (s.starts_with('e') || s.starts_with('E')) => {
             let exp: i64 = s[1..].parse().ok()?;
             // Upstream narrows the exponent to 32 bits.
-            (10, i64::from(i32::try_from(exp).ok()?), Format::DecimalExponent)
+            (
+                10,
+                i64::from(i32::try_from(exp).ok()?),
+                Format::DecimalExponent,
+            )
         }
         _ => return None,
     })
@@ -269,17 +308,35 @@ const NANO: i64 = -9;
 impl Quantity {
     /// Zero (`0`).
     pub fn zero() -> Self {
-        Quantity { value: Dec::ZERO, format: Format::DecimalSI, text: None }
+        Quantity {
+            value: Dec::ZERO,
+            format: Format::DecimalSI,
+            text: None,
+        }
     }
 
     /// An integer quantity, e.g. `from_i64(2, Format::BinarySI)`.
     pub fn from_i64(value: i64, format: Format) -> Self {
-        Quantity { value: Dec { m: i128::from(value), e: 0 }, format, text: None }
+        Quantity {
+            value: Dec {
+                m: i128::from(value),
+                e: 0,
+            },
+            format,
+            text: None,
+        }
     }
 
     /// A quantity in thousandths, e.g. `from_milli(250, Format::DecimalSI)` is `250m`.
     pub fn from_milli(value: i64, format: Format) -> Self {
-        Quantity { value: Dec { m: i128::from(value), e: -3 }, format, text: None }
+        Quantity {
+            value: Dec {
+                m: i128::from(value),
+                e: -3,
+            },
+            format,
+            text: None,
+        }
     }
 
     /// Parses a quantity string.
@@ -288,10 +345,15 @@ impl Quantity {
             return Err(QuantityError::FormatWrong);
         }
         if s == "0" {
-            return Ok(Quantity { value: Dec::ZERO, format: Format::DecimalSI, text: Some("0".into()) });
+            return Ok(Quantity {
+                value: Dec::ZERO,
+                format: Format::DecimalSI,
+                text: Some("0".into()),
+            });
         }
         let parts = split_quantity(s)?;
-        let (base, exponent, format) = interpret_suffix(parts.suffix).ok_or(QuantityError::Suffix)?;
+        let (base, exponent, format) =
+            interpret_suffix(parts.suffix).ok_or(QuantityError::Suffix)?;
         if let Some(q) = fast_path(s, &parts, base, exponent, format) {
             return Ok(q);
         }
@@ -333,7 +395,10 @@ impl Quantity {
     /// (upstream's `ScaledValue`; `value()` is scale 0, `milli_value()` scale -3).
     pub fn scaled_value(&self, scale: i32) -> i64 {
         let v = self.value.normalized();
-        let shifted = Dec { m: v.m, e: v.e - i64::from(scale) };
+        let shifted = Dec {
+            m: v.m,
+            e: v.e - i64::from(scale),
+        };
         let (rounded, _) = shifted.round_up_to(0, false);
         let m = pow10(rounded.e.max(0)).and_then(|p| rounded.m.checked_mul(p));
         match m {
@@ -374,20 +439,46 @@ impl Quantity {
     /// `self + other`, or `None` on overflow. The result keeps `self`'s format unless
     /// `self` is zero, as upstream's `Add`.
     pub fn checked_add(&self, other: &Quantity) -> Option<Quantity> {
-        let format = if self.is_zero() { other.format } else { self.format };
-        Some(Quantity { value: self.value.checked_add(other.value)?, format, text: None })
+        let format = if self.is_zero() {
+            other.format
+        } else {
+            self.format
+        };
+        Some(Quantity {
+            value: self.value.checked_add(other.value)?,
+            format,
+            text: None,
+        })
     }
 
     /// `self - other`, or `None` on overflow.
     pub fn checked_sub(&self, other: &Quantity) -> Option<Quantity> {
-        let format = if self.is_zero() { other.format } else { self.format };
-        let neg = Dec { m: other.value.m.checked_neg()?, e: other.value.e };
-        Some(Quantity { value: self.value.checked_add(neg)?, format, text: None })
+        let format = if self.is_zero() {
+            other.format
+        } else {
+            self.format
+        };
+        let neg = Dec {
+            m: other.value.m.checked_neg()?,
+            e: other.value.e,
+        };
+        Some(Quantity {
+            value: self.value.checked_add(neg)?,
+            format,
+            text: None,
+        })
     }
 
     /// The negated quantity.
     pub fn neg(&self) -> Quantity {
-        Quantity { value: Dec { m: self.value.m.saturating_neg(), e: self.value.e }, format: self.format, text: None }
+        Quantity {
+            value: Dec {
+                m: self.value.m.saturating_neg(),
+                e: self.value.e,
+            },
+            format: self.format,
+            text: None,
+        }
     }
 
     /// Converts to the `k8s-openapi` string wrapper (canonical form).
@@ -404,7 +495,11 @@ fn fast_path(s: &str, p: &Parts<'_>, base: u32, exponent: i64, format: Format) -
         (exponent, 18 - digits, 1i64)
     } else if exponent >= 0 && p.denom.is_empty() {
         let precision = 15 - p.num.len() as i64 - (exponent as f32 * 3.0 / 10.0) as i64 - 1;
-        (0, precision, 1i64.checked_shl(u32::try_from(exponent).ok()?)?)
+        (
+            0,
+            precision,
+            1i64.checked_shl(u32::try_from(exponent).ok()?)?,
+        )
     } else {
         (0, -1, 1)
     };
@@ -427,14 +522,22 @@ fn fast_path(s: &str, p: &Parts<'_>, base: u32, exponent: i64, format: Format) -
         scale % 3 == 0 && !shifted.ends_with("000") && !shifted.starts_with('0')
     };
     Some(Quantity {
-        value: Dec { m: i128::from(result), e: scale },
+        value: Dec {
+            m: i128::from(result),
+            e: scale,
+        },
         format,
         text: keep.then(|| s.to_string()),
     })
 }
 
 /// Upstream's arbitrary-precision path.
-fn slow_path(p: &Parts<'_>, base: u32, exponent: i64, mut format: Format) -> Result<Quantity, QuantityError> {
+fn slow_path(
+    p: &Parts<'_>,
+    base: u32,
+    exponent: i64,
+    mut format: Format,
+) -> Result<Quantity, QuantityError> {
     let all: String = format!("{}{}", p.num, p.denom);
     let trimmed = all.trim_start_matches('0');
     let mut digits = trimmed.trim_end_matches('0');
@@ -455,27 +558,43 @@ fn slow_path(p: &Parts<'_>, base: u32, exponent: i64, mut format: Format) -> Res
         digits = &digits[..keep];
         e += drop as i64;
     }
-    let mut m: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| QuantityError::Numeric)? };
+    let mut m: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| QuantityError::Numeric)?
+    };
     if base == 10 {
         e += exponent;
     } else {
-        m = m.checked_mul(1i128 << exponent).ok_or(QuantityError::Numeric)?;
+        m = m
+            .checked_mul(1i128 << exponent)
+            .ok_or(QuantityError::Numeric)?;
     }
     let mut value = Dec { m, e };
     if value.m != 0 || sticky {
         value = value.round_up_to(NANO, sticky).0.normalized();
     }
-    let max_allowed = Dec { m: i128::from(i64::MAX), e: 0 };
+    let max_allowed = Dec {
+        m: i128::from(i64::MAX),
+        e: 0,
+    };
     if format == Format::BinarySI && cmp_magnitude(value, max_allowed) == Ordering::Greater {
         value = max_allowed;
     }
-    if format == Format::BinarySI && value.m != 0 && cmp_magnitude(value, Dec { m: 1, e: 0 }) == Ordering::Less {
+    if format == Format::BinarySI
+        && value.m != 0
+        && cmp_magnitude(value, Dec { m: 1, e: 0 }) == Ordering::Less
+    {
         format = Format::DecimalSI;
     }
     if !p.positive {
         value.m = -value.m;
     }
-    Ok(Quantity { value, format, text: None })
+    Ok(Quantity {
+        value,
+        format,
+        text: None,
+    })
 }
 
 fn decimal_suffix(exp: i64) -> Option<&'static str> {
@@ -505,7 +624,9 @@ fn canonical_string(v: Dec, format: Format) -> String {
         if small || !exact {
             format = Format::DecimalSI;
         } else {
-            let Some(mut mag) = pow10_u(int.e.max(0)).and_then(|p| int.m.unsigned_abs().checked_mul(p)) else {
+            let Some(mut mag) =
+                pow10_u(int.e.max(0)).and_then(|p| int.m.unsigned_abs().checked_mul(p))
+            else {
                 return canonical_string(v, Format::DecimalSI);
             };
             let mut times = 0;
@@ -513,7 +634,10 @@ fn canonical_string(v: Dec, format: Format) -> String {
                 mag /= 1024;
                 times += 1;
             }
-            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].get(times).copied().unwrap_or("");
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+                .get(times)
+                .copied()
+                .unwrap_or("");
             let sign = if v.m < 0 { "-" } else { "" };
             return format!("{sign}{mag}{suffix}");
         }
@@ -581,7 +705,9 @@ impl Ord for Quantity {
 
 impl TryFrom<&k8s_openapi::apimachinery::pkg::api::resource::Quantity> for Quantity {
     type Error = QuantityError;
-    fn try_from(q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity) -> Result<Self, Self::Error> {
+    fn try_from(
+        q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    ) -> Result<Self, Self::Error> {
         Quantity::parse(q.0.trim())
     }
 }
@@ -644,7 +770,10 @@ mod tests {
             ("100Ei", "9223372036854775807"),
             ("1e-3", "1e-3"),
             ("0.001", "1m"),
-            ("1234567890123456789012345678.5", "1234567890123456789012345678500m"),
+            (
+                "1234567890123456789012345678.5",
+                "1234567890123456789012345678500m",
+            ),
             ("0.000000000000000000000000000000000000000000001", "1n"),
         ];
         for (input, want) in cases {
@@ -687,7 +816,10 @@ mod tests {
         assert!(q("1e3") == q("1k"));
         assert_eq!(q("100m").checked_add(&q("900m")).unwrap().to_string(), "1");
         assert_eq!(q("1Gi").checked_add(&q("1Gi")).unwrap().to_string(), "2Gi");
-        assert_eq!(Quantity::zero().checked_add(&q("1Mi")).unwrap().to_string(), "1Mi");
+        assert_eq!(
+            Quantity::zero().checked_add(&q("1Mi")).unwrap().to_string(),
+            "1Mi"
+        );
         assert_eq!(q("1").checked_sub(&q("250m")).unwrap().to_string(), "750m");
         assert_eq!(q("1").neg().to_string(), "-1");
         assert_eq!(q("1500m").value(), 2);

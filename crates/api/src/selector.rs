@@ -126,7 +126,11 @@ impl Requirement {
     pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Self, SelectorError> {
         let errs = requirement_errors(key, operator, &values);
         if errs.is_empty() {
-            Ok(Requirement { key: key.to_string(), operator, values })
+            Ok(Requirement {
+                key: key.to_string(),
+                operator,
+                values,
+            })
         } else {
             Err(SelectorError::Invalid(aggregate(&errs)))
         }
@@ -214,19 +218,31 @@ fn requirement_errors(key: &str, operator: Operator, values: &[String]) -> Vec<S
     let mut errs = Vec::new();
     let key_errs = names::is_qualified_name(key);
     if !key_errs.is_empty() {
-        errs.push(format!("key: Invalid value: {}: {}", go_quote(key), key_errs.join("; ")));
+        errs.push(format!(
+            "key: Invalid value: {}: {}",
+            go_quote(key),
+            key_errs.join("; ")
+        ));
     }
     // An empty list reaches here only from structured selectors, where upstream holds
     // it as a nil slice.
-    let shown = if values.is_empty() { "[]string(nil)".to_string() } else { go_string_slice(values) };
+    let shown = if values.is_empty() {
+        "[]string(nil)".to_string()
+    } else {
+        go_string_slice(values)
+    };
     let bad_values = || format!("values: Invalid value: {shown}");
     match operator {
         Operator::In | Operator::NotIn if values.is_empty() => errs.push(format!(
             "{}: for 'in', 'notin' operators, values set can't be empty",
             bad_values()
         )),
-        Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => errs
-            .push(format!("{}: exact-match compatibility requires one single value", bad_values())),
+        Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
+            errs.push(format!(
+                "{}: exact-match compatibility requires one single value",
+                bad_values()
+            ))
+        }
         Operator::Exists | Operator::DoesNotExist if !values.is_empty() => errs.push(format!(
             "{}: values set must be empty for exists and does not exist",
             bad_values()
@@ -270,7 +286,10 @@ fn aggregate(errs: &[String]) -> String {
         [one] => (*one).clone(),
         many => format!(
             "[{}]",
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -321,14 +340,20 @@ impl Selector {
 
     /// Matches nothing (what a missing `metav1.LabelSelector` means).
     pub fn nothing() -> Self {
-        Selector { requirements: Vec::new(), nothing: true }
+        Selector {
+            requirements: Vec::new(),
+            nothing: true,
+        }
     }
 
     /// Parses the string form (`a=b,c in (x,y),!d`).
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
         let mut requirements = Parser::new(input).parse()?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Selector { requirements, nothing: false })
+        Ok(Selector {
+            requirements,
+            nothing: false,
+        })
     }
 
     /// A selector matching exactly the given labels, without validating them
@@ -342,7 +367,10 @@ impl Selector {
                 values: vec![v.clone()],
             })
             .collect();
-        Selector { requirements, nothing: false }
+        Selector {
+            requirements,
+            nothing: false,
+        }
     }
 
     /// A selector matching exactly the given labels, validating keys and values.
@@ -351,7 +379,10 @@ impl Selector {
         for (k, v) in labels {
             requirements.push(Requirement::new(k, Operator::Equals, vec![v.clone()])?);
         }
-        Ok(Selector { requirements, nothing: false })
+        Ok(Selector {
+            requirements,
+            nothing: false,
+        })
     }
 
     /// Converts a structured `metav1.LabelSelector` (upstream's `LabelSelectorAsSelector`
@@ -381,7 +412,10 @@ impl Selector {
             )?);
         }
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Selector { requirements, nothing: false })
+        Ok(Selector {
+            requirements,
+            nothing: false,
+        })
     }
 
     /// `None` selects nothing, as upstream treats a nil `*metav1.LabelSelector`.
@@ -420,7 +454,10 @@ impl Selector {
     }
 
     /// Adds requirements (kept sorted by key).
-    pub fn add(mut self, requirements: impl IntoIterator<Item = Requirement>) -> Self {
+    pub fn with_requirements(
+        mut self,
+        requirements: impl IntoIterator<Item = Requirement>,
+    ) -> Self {
         if self.nothing {
             return self;
         }
@@ -542,7 +579,11 @@ impl Lexer<'_> {
             return (Token::EndOfString, String::new());
         }
         self.unread();
-        if is_special(ch) { self.scan_special() } else { self.scan_identifier() }
+        if is_special(ch) {
+            self.scan_special()
+        } else {
+            self.scan_identifier()
+        }
     }
 
     fn scan_identifier(&mut self) -> (Token, String) {
@@ -585,7 +626,10 @@ impl Lexer<'_> {
         last.unwrap_or_else(|| {
             (
                 Token::Error,
-                format!("error expected: keyword found '{}'", String::from_utf8_lossy(&buf)),
+                format!(
+                    "error expected: keyword found '{}'",
+                    String::from_utf8_lossy(&buf)
+                ),
             )
         })
     }
@@ -604,7 +648,10 @@ struct Parser {
 
 impl Parser {
     fn new(input: &str) -> Self {
-        let mut lexer = Lexer { s: input.as_bytes(), pos: 0 };
+        let mut lexer = Lexer {
+            s: input.as_bytes(),
+            pos: 0,
+        };
         let mut items = Vec::new();
         loop {
             let item = lexer.lex();
@@ -648,7 +695,9 @@ impl Parser {
             let (tok, lit) = self.lookahead(Context::Values);
             match tok {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self.parse_requirement().map_err(SelectorError::Requirement)?;
+                    let r = self
+                        .parse_requirement()
+                        .map_err(SelectorError::Requirement)?;
                     requirements.push(r);
                     let (t, l) = self.consume(Context::Values);
                     match t {
@@ -818,7 +867,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -834,7 +886,10 @@ mod tests {
             ("x", "x"),
             ("!x", "!x"),
             ("z,y=1,!x", "!x,y=1,z"),
-            ("x in (foo,,baz),y,z notin ()", "x in (,baz,foo),y,z notin ()"),
+            (
+                "x in (foo,,baz),y,z notin ()",
+                "x in (,baz,foo),y,z notin ()",
+            ),
             ("x=", "x="),
             ("x>1", "x>1"),
             ("x<1", "x<1"),
@@ -847,7 +902,11 @@ mod tests {
             let sel = Selector::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(sel.to_string(), want, "input {input:?}");
             // The printed form parses back to the same selector.
-            assert_eq!(Selector::parse(&sel.to_string()).unwrap(), sel, "round trip {input:?}");
+            assert_eq!(
+                Selector::parse(&sel.to_string()).unwrap(),
+                sel,
+                "round trip {input:?}"
+            );
         }
     }
 
@@ -855,23 +914,52 @@ mod tests {
     fn parse_errors_match_upstream() {
         let cases = [
             ("x=a=b", "found '=', expected: ',' or 'end of string'"),
-            ("x in (a", "unable to parse requirement: found '', expected: ',' or ')'"),
-            ("x in a", "unable to parse requirement: found 'a' expected: '('"),
+            (
+                "x in (a",
+                "unable to parse requirement: found '', expected: ',' or ')'",
+            ),
+            (
+                "x in a",
+                "unable to parse requirement: found 'a' expected: '('",
+            ),
             ("x=a,", "found '', expected: identifier after ','"),
-            (",x", "found ',', expected: !, identifier, or 'end of string'"),
-            ("x y", "unable to parse requirement: found 'y', expected: in, notin, =, ==, !=, gt, lt"),
-            ("x foo (a)", "unable to parse requirement: found 'foo', expected: in, notin, =, ==, !=, gt, lt"),
-            ("x notin", "unable to parse requirement: found '' expected: '('"),
+            (
+                ",x",
+                "found ',', expected: !, identifier, or 'end of string'",
+            ),
+            (
+                "x y",
+                "unable to parse requirement: found 'y', expected: in, notin, =, ==, !=, gt, lt",
+            ),
+            (
+                "x foo (a)",
+                "unable to parse requirement: found 'foo', expected: in, notin, =, ==, !=, gt, lt",
+            ),
+            (
+                "x notin",
+                "unable to parse requirement: found '' expected: '('",
+            ),
             ("!x=a", "found '=', expected: ',' or 'end of string'"),
-            ("x>a", "unable to parse requirement: values[0]: Invalid value: \"a\": for 'Gt', 'Lt' operators, the value must be an integer"),
+            (
+                "x>a",
+                "unable to parse requirement: values[0]: Invalid value: \"a\": for 'Gt', 'Lt' operators, the value must be an integer",
+            ),
             ("x=a b", "found 'b', expected: ',' or 'end of string'"),
         ];
         for (input, want) in cases {
             let err = Selector::parse(input).expect_err(input).to_string();
-            assert!(err.starts_with(want) || err == want, "{input:?}: got {err:?}, want {want:?}");
+            assert!(
+                err.starts_with(want) || err == want,
+                "{input:?}: got {err:?}, want {want:?}"
+            );
         }
         let err = Selector::parse("a/b/c=d").unwrap_err().to_string();
-        assert!(err.starts_with("unable to parse requirement: <nil>: Invalid value: \"a/b/c\": a qualified name"), "{err}");
+        assert!(
+            err.starts_with(
+                "unable to parse requirement: <nil>: Invalid value: \"a/b/c\": a qualified name"
+            ),
+            "{err}"
+        );
         let err = Selector::parse("x=-a").unwrap_err().to_string();
         assert!(err.starts_with("unable to parse requirement: values[0][x]: Invalid value: \"-a\": a valid label must be"), "{err}");
     }
@@ -902,7 +990,11 @@ mod tests {
         for (input, want) in cases {
             let sel = Selector::parse(input).unwrap();
             assert_eq!(sel.matches(&l), want, "{input}");
-            assert_eq!(sel.matches(&json!({"app": "web", "tier": "front", "n": "5"})), want, "{input} json");
+            assert_eq!(
+                sel.matches(&json!({"app": "web", "tier": "front", "n": "5"})),
+                want,
+                "{input} json"
+            );
         }
         assert!(Selector::everything().is_empty());
         assert!(Selector::everything().matches(&BTreeMap::new()));
@@ -910,7 +1002,11 @@ mod tests {
         assert!(!Selector::nothing().is_empty());
         let obj = json!({"metadata": {"labels": {"app": "web"}}});
         assert!(Selector::parse("app=web").unwrap().matches_object(&obj));
-        assert!(!Selector::parse("app").unwrap().matches_object(&json!({"metadata": {}})));
+        assert!(
+            !Selector::parse("app")
+                .unwrap()
+                .matches_object(&json!({"metadata": {}}))
+        );
     }
 
     #[test]
@@ -923,13 +1019,24 @@ mod tests {
                     operator: "In".into(),
                     values: Some(vec!["y".into(), "x".into()]),
                 },
-                LabelSelectorRequirement { key: "c".into(), operator: "DoesNotExist".into(), values: None },
+                LabelSelectorRequirement {
+                    key: "c".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
             ]),
         };
         let sel = Selector::from_label_selector(&ls).unwrap();
         assert_eq!(sel.to_string(), "a in (x,y),b=1,!c");
-        assert_eq!(Selector::from_label_selector(&LabelSelector::default()).unwrap(), Selector::everything());
-        assert!(Selector::from_optional_label_selector(None).unwrap().is_nothing());
+        assert_eq!(
+            Selector::from_label_selector(&LabelSelector::default()).unwrap(),
+            Selector::everything()
+        );
+        assert!(
+            Selector::from_optional_label_selector(None)
+                .unwrap()
+                .is_nothing()
+        );
 
         let bad_op = LabelSelector {
             match_labels: None,
@@ -940,20 +1047,30 @@ mod tests {
             }]),
         };
         assert_eq!(
-            Selector::from_label_selector(&bad_op).unwrap_err().to_string(),
+            Selector::from_label_selector(&bad_op)
+                .unwrap_err()
+                .to_string(),
             "\"Foo\" is not a valid label selector operator"
         );
         let empty_in = json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]});
         assert_eq!(
-            Selector::from_label_selector_value(&empty_in).unwrap_err().to_string(),
+            Selector::from_label_selector_value(&empty_in)
+                .unwrap_err()
+                .to_string(),
             "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
         );
         let bad_key = json!({"matchLabels": {"-a": "b"}});
-        assert!(Selector::from_label_selector_value(&bad_key)
-            .unwrap_err()
-            .to_string()
-            .starts_with("key: Invalid value: \"-a\": name part must consist"));
-        assert!(Selector::from_label_selector_value(&Value::Null).unwrap().is_nothing());
+        assert!(
+            Selector::from_label_selector_value(&bad_key)
+                .unwrap_err()
+                .to_string()
+                .starts_with("key: Invalid value: \"-a\": name part must consist")
+        );
+        assert!(
+            Selector::from_label_selector_value(&Value::Null)
+                .unwrap()
+                .is_nothing()
+        );
     }
 
     #[test]

@@ -87,14 +87,14 @@ pub fn validate_custom(server: &ApiServer, info: &ResourceInfo, obj: &Value) -> 
     let Some(schema) = schema_of(server, info) else {
         return Ok(());
     };
-    let errs = crate::openapi::validate_custom(&schema, obj);
+    let errs = crate::openapi::validate_custom_errors(&schema, obj);
     if errs.is_empty() {
         return Ok(());
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let causes = errs
         .into_iter()
-        .map(|(field, msg)| ("FieldValueInvalid".to_string(), msg, field))
+        .map(|e| (e.error_type.reason().to_string(), e.message, e.field))
         .collect();
     Err(ApiError::invalid(&info.kind, &info.group, name, causes))
 }

@@ -42,7 +42,14 @@ pub fn table(
                 Some("Object") => o.clone(),
                 _ => partial_metadata(o),
             };
-            json!({"cells": cells, "object": object})
+            let mut row = json!({"cells": cells, "object": object});
+            if !info.custom {
+                let conditions = api::printers::row_conditions(&info.group, &info.kind, o);
+                if !conditions.is_empty() {
+                    row["conditions"] = json!(conditions);
+                }
+            }
+            row
         })
         .collect();
     let mut meta = json!({"resourceVersion": rev.to_string()});

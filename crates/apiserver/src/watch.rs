@@ -88,8 +88,8 @@ pub async fn watch(server: Arc<ApiServer>, r: &ResourceRoute, accept: &str) -> A
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = match q.get("sendInitialEvents") {
         None | Some("") => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Some(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Some(false),
         Some(o) => {
             return Err(ApiError::bad_request(format!(
                 "invalid sendInitialEvents {o:?}"

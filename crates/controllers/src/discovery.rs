@@ -35,7 +35,10 @@ impl ServedResource {
 
     /// `group/version/resource`, unique per served resource.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.api.group, self.api.version, self.api.plural)
+        format!(
+            "{}/{}/{}",
+            self.api.group, self.api.version, self.api.plural
+        )
     }
 
     /// `resource.group` as upstream prints group resources (`pods.`, `deployments.apps`).
@@ -85,7 +88,11 @@ impl Discovered {
                 let list = match list {
                     Ok(l) => l,
                     Err(e) => {
-                        let gv = if g.name.is_empty() { version.clone() } else { format!("{}/{}", g.name, version) };
+                        let gv = if g.name.is_empty() {
+                            version.clone()
+                        } else {
+                            format!("{}/{}", g.name, version)
+                        };
                         out.failed.insert(gv, e);
                         continue;
                     }
@@ -96,15 +103,29 @@ impl Discovered {
                     }
                     let group = r.group.clone().unwrap_or_else(|| g.name.clone());
                     let ver = r.version.clone().unwrap_or_else(|| version.clone());
-                    let api_version = if group.is_empty() { ver.clone() } else { format!("{group}/{ver}") };
+                    let api_version = if group.is_empty() {
+                        ver.clone()
+                    } else {
+                        format!("{group}/{ver}")
+                    };
                     let served = Arc::new(ServedResource {
-                        api: ApiResource { group: group.clone(), version: ver, api_version, kind: r.kind.clone(), plural: r.name.clone() },
+                        api: ApiResource {
+                            group: group.clone(),
+                            version: ver,
+                            api_version,
+                            kind: r.kind.clone(),
+                            plural: r.name.clone(),
+                        },
                         namespaced: r.namespaced,
                         verbs: r.verbs.clone(),
                     });
                     out.all.push(served.clone());
                     out.by_gvk
-                        .entry((group.clone(), served.api.version.clone(), served.api.kind.clone()))
+                        .entry((
+                            group.clone(),
+                            served.api.version.clone(),
+                            served.api.kind.clone(),
+                        ))
                         .or_insert_with(|| served.clone());
                     let is_preferred = g.preferred_version.as_deref() == Some(version.as_str());
                     let gr = (group.clone(), r.name.clone());
@@ -115,7 +136,9 @@ impl Discovered {
             }
         }
         for r in preferred.into_values() {
-            out.by_gk.entry((r.api.group.clone(), r.api.kind.clone())).or_insert_with(|| r.clone());
+            out.by_gk
+                .entry((r.api.group.clone(), r.api.kind.clone()))
+                .or_insert_with(|| r.clone());
             out.preferred.push(r);
         }
         out
@@ -135,12 +158,24 @@ impl Discovered {
 /// Run one discovery round against the server. Fails only when the root documents
 /// (`/api`, `/apis`) cannot be read; per-group-version failures are in `failed`.
 pub async fn discover(client: &Client) -> Result<Discovered, Error> {
-    let core = client.list_core_api_versions().await.map_err(|e| Error::Discovery(e.to_string()))?;
-    let groups = client.list_api_groups().await.map_err(|e| Error::Discovery(e.to_string()))?;
+    let core = client
+        .list_core_api_versions()
+        .await
+        .map_err(|e| Error::Discovery(e.to_string()))?;
+    let groups = client
+        .list_api_groups()
+        .await
+        .map_err(|e| Error::Discovery(e.to_string()))?;
 
     let mut listings = Vec::new();
     let core_versions = join_all(core.versions.iter().map(|v| async move {
-        (v.clone(), client.list_core_api_resources(v).await.map_err(|e| e.to_string()))
+        (
+            v.clone(),
+            client
+                .list_core_api_resources(v)
+                .await
+                .map_err(|e| e.to_string()),
+        )
     }))
     .await;
     listings.push(GroupListing {
@@ -150,7 +185,13 @@ pub async fn discover(client: &Client) -> Result<Discovered, Error> {
     });
     let fetched = join_all(groups.groups.iter().map(|g| async move {
         let versions = join_all(g.versions.iter().map(|gv| async move {
-            (gv.version.clone(), client.list_api_group_resources(&gv.group_version).await.map_err(|e| e.to_string()))
+            (
+                gv.version.clone(),
+                client
+                    .list_api_group_resources(&gv.group_version)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
         }))
         .await;
         GroupListing {
@@ -180,7 +221,10 @@ mod tests {
     }
 
     fn list(gv: &str, rs: Vec<APIResource>) -> Result<APIResourceList, String> {
-        Ok(APIResourceList { group_version: gv.into(), resources: rs })
+        Ok(APIResourceList {
+            group_version: gv.into(),
+            resources: rs,
+        })
     }
 
     fn sample() -> Discovered {
@@ -190,13 +234,33 @@ mod tests {
                 preferred_version: Some("v1".into()),
                 versions: vec![(
                     "v1".into(),
-                    list("v1", vec![
-                        res("configmaps", "ConfigMap", true, &["create", "delete", "deletecollection", "get", "list", "watch"]),
-                        res("pods", "Pod", true, &["delete", "get", "list", "watch"]),
-                        res("pods/status", "Pod", true, &["get", "patch"]),
-                        res("namespaces", "Namespace", false, &["create", "delete", "get", "list", "watch"]),
-                        res("bindings", "Binding", true, &["create"]),
-                    ]),
+                    list(
+                        "v1",
+                        vec![
+                            res(
+                                "configmaps",
+                                "ConfigMap",
+                                true,
+                                &[
+                                    "create",
+                                    "delete",
+                                    "deletecollection",
+                                    "get",
+                                    "list",
+                                    "watch",
+                                ],
+                            ),
+                            res("pods", "Pod", true, &["delete", "get", "list", "watch"]),
+                            res("pods/status", "Pod", true, &["get", "patch"]),
+                            res(
+                                "namespaces",
+                                "Namespace",
+                                false,
+                                &["create", "delete", "get", "list", "watch"],
+                            ),
+                            res("bindings", "Binding", true, &["create"]),
+                        ],
+                    ),
                 )],
             },
             GroupListing {
@@ -204,8 +268,23 @@ mod tests {
                 // preferred comes second in server order: it must still win
                 preferred_version: Some("v2".into()),
                 versions: vec![
-                    ("v1".into(), list("example.com/v1", vec![res("widgets", "Widget", true, &["list"]), res("olds", "Old", true, &["list"])])),
-                    ("v2".into(), list("example.com/v2", vec![res("widgets", "Widget", true, &["list", "watch", "delete"])])),
+                    (
+                        "v1".into(),
+                        list(
+                            "example.com/v1",
+                            vec![
+                                res("widgets", "Widget", true, &["list"]),
+                                res("olds", "Old", true, &["list"]),
+                            ],
+                        ),
+                    ),
+                    (
+                        "v2".into(),
+                        list(
+                            "example.com/v2",
+                            vec![res("widgets", "Widget", true, &["list", "watch", "delete"])],
+                        ),
+                    ),
                 ],
             },
             GroupListing {
@@ -221,16 +300,22 @@ mod tests {
         let d = sample();
         let mut got: Vec<String> = d.preferred.iter().map(|r| r.key()).collect();
         got.sort();
-        assert_eq!(got, [
-            "/v1/bindings",
-            "/v1/configmaps",
-            "/v1/namespaces",
-            "/v1/pods",
-            "example.com/v1/olds",
-            "example.com/v2/widgets"
-        ]);
+        assert_eq!(
+            got,
+            [
+                "/v1/bindings",
+                "/v1/configmaps",
+                "/v1/namespaces",
+                "/v1/pods",
+                "example.com/v1/olds",
+                "example.com/v2/widgets"
+            ]
+        );
         assert_eq!(d.all.len(), 7);
-        assert_eq!(d.failed.get("broken.io/v1").map(String::as_str), Some("boom"));
+        assert_eq!(
+            d.failed.get("broken.io/v1").map(String::as_str),
+            Some("boom")
+        );
     }
 
     #[test]
@@ -245,7 +330,11 @@ mod tests {
             ("v1", "Nope", None),
         ];
         for (av, kind, want) in cases {
-            assert_eq!(d.resolve(av, kind).map(|r| r.key()), want.map(String::from), "{av} {kind}");
+            assert_eq!(
+                d.resolve(av, kind).map(|r| r.key()),
+                want.map(String::from),
+                "{av} {kind}"
+            );
         }
     }
 

@@ -88,9 +88,17 @@ impl Default for ControllerOptions {
 /// the controllers a token that is cancelled when leadership is lost, instead of
 /// `shutdown` itself; the controllers already stop cleanly on that token. Until then,
 /// run exactly one instance per cluster.
-pub async fn run(client: Client, opts: ControllerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    opts: ControllerOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let leading = shutdown.child_token();
-    info!(gc = opts.garbage_collector, namespace = opts.namespace, "controllers: starting");
+    info!(
+        gc = opts.garbage_collector,
+        namespace = opts.namespace,
+        "controllers: starting"
+    );
     let gc = async {
         if opts.garbage_collector {
             gc::run(client.clone(), &opts, leading.clone()).await

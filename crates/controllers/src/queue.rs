@@ -27,7 +27,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Duration::from_millis(5), max: Duration::from_secs(60) }
+        Self {
+            base: Duration::from_millis(5),
+            max: Duration::from_secs(60),
+        }
     }
 }
 
@@ -35,7 +38,9 @@ impl Backoff {
     /// Delay before the next attempt after `failures` earlier failures.
     pub fn delay(&self, failures: u32) -> Duration {
         let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
-        self.base.checked_mul(factor).map_or(self.max, |d| d.min(self.max))
+        self.base
+            .checked_mul(factor)
+            .map_or(self.max, |d| d.min(self.max))
     }
 }
 
@@ -190,10 +195,25 @@ mod tests {
 
     #[test]
     fn backoff_table() {
-        let b = Backoff { base: Duration::from_millis(5), max: Duration::from_secs(1) };
-        let cases = [(0, 5), (1, 10), (2, 20), (5, 160), (8, 1000), (31, 1000), (1000, 1000)];
+        let b = Backoff {
+            base: Duration::from_millis(5),
+            max: Duration::from_secs(1),
+        };
+        let cases = [
+            (0, 5),
+            (1, 10),
+            (2, 20),
+            (5, 160),
+            (8, 1000),
+            (31, 1000),
+            (1000, 1000),
+        ];
         for (failures, ms) in cases {
-            assert_eq!(b.delay(failures), Duration::from_millis(ms), "failures={failures}");
+            assert_eq!(
+                b.delay(failures),
+                Duration::from_millis(ms),
+                "failures={failures}"
+            );
         }
     }
 
@@ -228,11 +248,16 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_counts_and_forget_resets() {
-        let q = WorkQueue::new(Backoff { base: Duration::from_millis(1), max: Duration::from_millis(4) });
+        let q = WorkQueue::new(Backoff {
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(4),
+        });
         q.add_rate_limited(7u32);
         q.add_rate_limited(7u32);
         assert_eq!(q.failures(&7), 2);
-        let k = tokio::time::timeout(Duration::from_secs(2), q.get()).await.expect("delayed add arrives");
+        let k = tokio::time::timeout(Duration::from_secs(2), q.get())
+            .await
+            .expect("delayed add arrives");
         assert_eq!(k, Some(7));
         q.forget(&7);
         assert_eq!(q.failures(&7), 0);
@@ -245,7 +270,10 @@ mod tests {
         let waiter = tokio::spawn(async move { q2.get().await });
         tokio::task::yield_now().await;
         q.shut_down();
-        let r = tokio::time::timeout(Duration::from_secs(2), waiter).await.expect("woken").expect("join");
+        let r = tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("woken")
+            .expect("join");
         assert_eq!(r, None);
         q.add(1);
         assert!(q.is_empty());

@@ -48,13 +48,18 @@ async fn start() -> Env {
     .await
     .expect("start API server");
     let kubeconfig = Kubeconfig::read_from(&running.kubeconfig).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kube config");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
     let client = Client::try_from(config).expect("kube client");
     let opts = ControllerOptions {
         discovery_period: Duration::from_secs(1),
         gc_workers: 4,
         namespace_workers: 2,
-        backoff: Backoff { base: Duration::from_millis(5), max: Duration::from_secs(1) },
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            max: Duration::from_secs(1),
+        },
         ..Default::default()
     };
     let (c, s) = (client.clone(), shutdown.clone());
@@ -63,7 +68,11 @@ async fn start() -> Env {
             panic!("controllers failed: {e:#}");
         }
     });
-    Env { client, shutdown, _dir: dir }
+    Env {
+        client,
+        shutdown,
+        _dir: dir,
+    }
 }
 
 /// Poll `check` until it returns `Some`, failing the test after `limit`.
@@ -77,7 +86,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -103,7 +115,9 @@ async fn create_cm(api: &Api<ConfigMap>, name: &str, owners: Vec<OwnerReference>
         data: Some([("k".to_string(), "v".to_string())].into()),
         ..Default::default()
     };
-    api.create(&PostParams::default(), &cm).await.expect("create configmap")
+    api.create(&PostParams::default(), &cm)
+        .await
+        .expect("create configmap")
 }
 
 /// An owner ConfigMap and two dependents (the first blocks owner deletion).
@@ -111,8 +125,18 @@ async fn family(api: &Api<ConfigMap>, prefix: &str) -> String {
     let owner = create_cm(api, &format!("{prefix}-owner"), vec![]).await;
     let uid = owner.uid().expect("owner uid");
     let on = owner.name_any();
-    create_cm(api, &format!("{prefix}-d1"), vec![owner_ref("v1", "ConfigMap", &on, &uid, true)]).await;
-    create_cm(api, &format!("{prefix}-d2"), vec![owner_ref("v1", "ConfigMap", &on, &uid, false)]).await;
+    create_cm(
+        api,
+        &format!("{prefix}-d1"),
+        vec![owner_ref("v1", "ConfigMap", &on, &uid, true)],
+    )
+    .await;
+    create_cm(
+        api,
+        &format!("{prefix}-d2"),
+        vec![owner_ref("v1", "ConfigMap", &on, &uid, false)],
+    )
+    .await;
     uid
 }
 
@@ -125,7 +149,9 @@ async fn orphan_keeps_dependents_and_removes_owner() {
     let env = start().await;
     let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     let uid = family(&api, "orph").await;
-    api.delete("orph-owner", &DeleteParams::orphan()).await.expect("delete owner");
+    api.delete("orph-owner", &DeleteParams::orphan())
+        .await
+        .expect("delete owner");
     eventually(WAIT, "owner gone and dependents released", || async {
         if exists(&api, "orph-owner").await {
             return None;
@@ -149,15 +175,24 @@ async fn foreground_deletes_dependents_before_owner() {
     let env = start().await;
     let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     family(&api, "fg").await;
-    api.delete("fg-owner", &DeleteParams::foreground()).await.expect("delete owner");
-    eventually(WAIT, "owner and dependents gone, blocking dependent first", || async {
-        // Read the owner first: once it is gone the blocking dependent must be gone too.
-        let owner_gone = !exists(&api, "fg-owner").await;
-        let d1_gone = !exists(&api, "fg-d1").await;
-        let d2_gone = !exists(&api, "fg-d2").await;
-        assert!(!owner_gone || d1_gone, "owner removed while its blocking dependent exists");
-        (owner_gone && d1_gone && d2_gone).then_some(())
-    })
+    api.delete("fg-owner", &DeleteParams::foreground())
+        .await
+        .expect("delete owner");
+    eventually(
+        WAIT,
+        "owner and dependents gone, blocking dependent first",
+        || async {
+            // Read the owner first: once it is gone the blocking dependent must be gone too.
+            let owner_gone = !exists(&api, "fg-owner").await;
+            let d1_gone = !exists(&api, "fg-d1").await;
+            let d2_gone = !exists(&api, "fg-d2").await;
+            assert!(
+                !owner_gone || d1_gone,
+                "owner removed while its blocking dependent exists"
+            );
+            (owner_gone && d1_gone && d2_gone).then_some(())
+        },
+    )
     .await;
 }
 
@@ -166,7 +201,9 @@ async fn background_removes_owner_then_dependents() {
     let env = start().await;
     let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     family(&api, "bg").await;
-    api.delete("bg-owner", &DeleteParams::background()).await.expect("delete owner");
+    api.delete("bg-owner", &DeleteParams::background())
+        .await
+        .expect("delete owner");
     assert!(!exists(&api, "bg-owner").await, "owner is removed at once");
     eventually(WAIT, "dependents collected", || async {
         (!exists(&api, "bg-d1").await && !exists(&api, "bg-d2").await).then_some(())
@@ -181,11 +218,25 @@ async fn dangling_reference_removed_when_another_owner_remains() {
     let a = create_cm(&api, "two-a", vec![]).await;
     let b = create_cm(&api, "two-b", vec![]).await;
     let (ua, ub) = (a.uid().expect("uid"), b.uid().expect("uid"));
-    create_cm(&api, "two-dep", vec![owner_ref("v1", "ConfigMap", "two-a", &ua, false), owner_ref("v1", "ConfigMap", "two-b", &ub, false)]).await;
-    api.delete("two-a", &DeleteParams::background()).await.expect("delete a");
+    create_cm(
+        &api,
+        "two-dep",
+        vec![
+            owner_ref("v1", "ConfigMap", "two-a", &ua, false),
+            owner_ref("v1", "ConfigMap", "two-b", &ub, false),
+        ],
+    )
+    .await;
+    api.delete("two-a", &DeleteParams::background())
+        .await
+        .expect("delete a");
     eventually(WAIT, "reference to the deleted owner removed", || async {
         let dep = api.get_opt("two-dep").await.expect("get")?;
-        let uids: Vec<String> = dep.owner_references().iter().map(|r| r.uid.clone()).collect();
+        let uids: Vec<String> = dep
+            .owner_references()
+            .iter()
+            .map(|r| r.uid.clone())
+            .collect();
         (uids == [ub.clone()]).then_some(())
     })
     .await;
@@ -209,8 +260,13 @@ async fn custom_resource_owner_is_followed() {
         }
     }))
     .expect("crd");
-    crds.create(&PostParams::default(), &crd).await.expect("create crd");
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create crd");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
     let widgets: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "default", &ar);
     let w = eventually(WAIT, "custom resource served", || async {
         let obj = DynamicObject::new("w1", &ar).data(json!({"spec": {"size": 1}}));
@@ -218,35 +274,75 @@ async fn custom_resource_owner_is_followed() {
     })
     .await;
     let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    create_cm(&api, "w-dep", vec![owner_ref("example.com/v1", "Widget", "w1", &w.uid().expect("uid"), false)]).await;
+    create_cm(
+        &api,
+        "w-dep",
+        vec![owner_ref(
+            "example.com/v1",
+            "Widget",
+            "w1",
+            &w.uid().expect("uid"),
+            false,
+        )],
+    )
+    .await;
     // Give the collector a discovery round to start watching widgets.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(exists(&api, "w-dep").await, "dependent of a live custom resource stays");
-    widgets.delete("w1", &DeleteParams::background()).await.expect("delete widget");
-    eventually(WAIT, "dependent of the deleted widget collected", || async { (!exists(&api, "w-dep").await).then_some(()) }).await;
+    assert!(
+        exists(&api, "w-dep").await,
+        "dependent of a live custom resource stays"
+    );
+    widgets
+        .delete("w1", &DeleteParams::background())
+        .await
+        .expect("delete widget");
+    eventually(
+        WAIT,
+        "dependent of the deleted widget collected",
+        || async { (!exists(&api, "w-dep").await).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_deletion_removes_content_then_namespace() {
     let env = start().await;
     let nss: Api<Namespace> = Api::all(env.client.clone());
-    let ns = Namespace { metadata: ObjectMeta { name: Some("doomed".into()), ..Default::default() }, ..Default::default() };
-    nss.create(&PostParams::default(), &ns).await.expect("create namespace");
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("doomed".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "doomed");
     for n in ["a", "b", "c"] {
         create_cm(&api, n, vec![]).await;
     }
-    nss.delete("doomed", &DeleteParams::default()).await.expect("delete namespace");
-    eventually(WAIT, "namespace content removed and namespace deleted", || async {
-        let gone = nss.get_opt("doomed").await.expect("get namespace").is_none();
-        if gone {
-            // Nothing may be left behind once the namespace is gone.
-            let left = api.list(&Default::default()).await.expect("list").items;
-            let names: Vec<String> = left.iter().map(|c| c.name_any()).collect();
-            assert!(names.is_empty(), "left behind: {names:?}");
-        }
-        gone.then_some(())
-    })
+    nss.delete("doomed", &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    eventually(
+        WAIT,
+        "namespace content removed and namespace deleted",
+        || async {
+            let gone = nss
+                .get_opt("doomed")
+                .await
+                .expect("get namespace")
+                .is_none();
+            if gone {
+                // Nothing may be left behind once the namespace is gone.
+                let left = api.list(&Default::default()).await.expect("list").items;
+                let names: Vec<String> = left.iter().map(|c| c.name_any()).collect();
+                assert!(names.is_empty(), "left behind: {names:?}");
+            }
+            gone.then_some(())
+        },
+    )
     .await;
 }
 
@@ -254,37 +350,91 @@ async fn namespace_deletion_removes_content_then_namespace() {
 async fn namespace_waits_for_finalizers_and_reports_them() {
     let env = start().await;
     let nss: Api<Namespace> = Api::all(env.client.clone());
-    let ns = Namespace { metadata: ObjectMeta { name: Some("held".into()), ..Default::default() }, ..Default::default() };
-    nss.create(&PostParams::default(), &ns).await.expect("create namespace");
-    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "held");
-    let cm = ConfigMap {
-        metadata: ObjectMeta { name: Some("sticky".into()), finalizers: Some(vec!["example.com/hold".into()]), ..Default::default() },
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("held".into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    api.create(&PostParams::default(), &cm).await.expect("create configmap");
-    nss.delete("held", &DeleteParams::default()).await.expect("delete namespace");
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "held");
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("sticky".into()),
+            finalizers: Some(vec!["example.com/hold".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &cm)
+        .await
+        .expect("create configmap");
+    nss.delete("held", &DeleteParams::default())
+        .await
+        .expect("delete namespace");
     let conds = eventually(WAIT, "finalizer reported in conditions", || async {
         let n = nss.get_opt("held").await.expect("get")?;
         let conds = n.status?.conditions?;
-        let fin = conds.iter().find(|c| c.type_ == "NamespaceFinalizersRemaining")?;
+        let fin = conds
+            .iter()
+            .find(|c| c.type_ == "NamespaceFinalizersRemaining")?;
         (fin.status == "True").then_some(conds)
     })
     .await;
-    let get = |t: &str| conds.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+    let get = |t: &str| {
+        conds.iter().find(|c| c.type_ == t).map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+    };
     assert_eq!(
         get("NamespaceFinalizersRemaining"),
-        Some(("True".into(), "SomeFinalizerRemain".into(), "Some finalizers are remaining: example.com/hold in 1 resource instances".into()))
+        Some((
+            "True".into(),
+            "SomeFinalizerRemain".into(),
+            "Some finalizers are remaining: example.com/hold in 1 resource instances".into()
+        ))
     );
     assert_eq!(
         get("NamespaceContentRemaining"),
-        Some(("True".into(), "SomeResourcesRemain".into(), "Some resources are remaining: configmaps. has 1 resource instances".into()))
+        Some((
+            "True".into(),
+            "SomeResourcesRemain".into(),
+            "Some resources are remaining: configmaps. has 1 resource instances".into()
+        ))
     );
-    assert_eq!(get("NamespaceDeletionDiscoveryFailure").map(|c| c.0), Some("False".into()));
-    assert!(nss.get_opt("held").await.expect("get").is_some(), "namespace kept while content remains");
+    assert_eq!(
+        get("NamespaceDeletionDiscoveryFailure").map(|c| c.0),
+        Some("False".into())
+    );
+    assert!(
+        nss.get_opt("held").await.expect("get").is_some(),
+        "namespace kept while content remains"
+    );
     // Release the object; the namespace follows (requeue after 15/2+1 s as upstream).
-    api.patch("sticky", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.expect("release");
-    eventually(Duration::from_secs(20), "namespace deleted after its content", || async {
-        nss.get_opt("held").await.expect("get").is_none().then_some(())
-    })
+    api.patch(
+        "sticky",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release");
+    eventually(
+        Duration::from_secs(20),
+        "namespace deleted after its content",
+        || async {
+            nss.get_opt("held")
+                .await
+                .expect("get")
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
 }

@@ -69,12 +69,21 @@ fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn objects_mut<'a>(map: &'a mut Map<String, Value>, key: &str) -> impl Iterator<Item = &'a mut Map<String, Value>> {
-    map.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut)
+fn objects_mut<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+    map.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
 }
 
 fn has_resource_version(obj: &Value) -> bool {
-    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty())
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|rv| !rv.is_empty())
 }
 
 /// Applies upstream's defaults for a kind (`group` empty for core). Kinds without
@@ -152,11 +161,16 @@ pub fn apply_admission_defaults(group: &str, kind: &str, obj: &mut Value) {
         *tolerations = json!([]);
     }
     if let Value::Array(list) = tolerations {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
             let tolerated = list.iter().any(|t| {
                 let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
                 let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-                (t_key == key || (t_key.is_empty() && t.get("operator").and_then(Value::as_str) == Some("Exists")))
+                (t_key == key
+                    || (t_key.is_empty()
+                        && t.get("operator").and_then(Value::as_str) == Some("Exists")))
                     && (effect.is_empty() || effect == "NoExecute")
             });
             if !tolerated {
@@ -189,7 +203,9 @@ fn canonical_quantity(map: &mut Map<String, Value>, key: &str) {
 
 /// A pod template inside another object: template metadata plus PodSpec defaults.
 fn template(tpl: &mut Map<String, Value>) {
-    child(tpl, "metadata").entry("creationTimestamp").or_insert(Value::Null);
+    child(tpl, "metadata")
+        .entry("creationTimestamp")
+        .or_insert(Value::Null);
     pod_spec(child(tpl, "spec"));
 }
 
@@ -297,10 +313,18 @@ fn container(c: &mut Map<String, Value>) {
         default_str(port, "protocol", "TCP");
     }
     for env in objects_mut(c, "env") {
-        if let Some(field_ref) = env.get_mut("valueFrom").and_then(|v| v.get_mut("fieldRef")).and_then(Value::as_object_mut) {
+        if let Some(field_ref) = env
+            .get_mut("valueFrom")
+            .and_then(|v| v.get_mut("fieldRef"))
+            .and_then(Value::as_object_mut)
+        {
             default_str(field_ref, "apiVersion", "v1");
         }
-        if let Some(resource_ref) = env.get_mut("valueFrom").and_then(|v| v.get_mut("resourceFieldRef")).and_then(Value::as_object_mut) {
+        if let Some(resource_ref) = env
+            .get_mut("valueFrom")
+            .and_then(|v| v.get_mut("resourceFieldRef"))
+            .and_then(Value::as_object_mut)
+        {
             canonical_quantity(resource_ref, "divisor");
         }
     }
@@ -369,7 +393,10 @@ const VOLUME_SOURCE_KEYS: &[&str] = &[
 ];
 
 fn volume_defaults(v: &mut Map<String, Value>) {
-    if !VOLUME_SOURCE_KEYS.iter().any(|k| v.get(*k).is_some_and(|s| !s.is_null())) {
+    if !VOLUME_SOURCE_KEYS
+        .iter()
+        .any(|k| v.get(*k).is_some_and(|s| !s.is_null()))
+    {
         v.insert("emptyDir".into(), json!({}));
     }
     if let Some(empty_dir) = v.get_mut("emptyDir").and_then(Value::as_object_mut) {
@@ -388,7 +415,10 @@ fn volume_defaults(v: &mut Map<String, Value>) {
     }
     if let Some(projected) = v.get_mut("projected").and_then(Value::as_object_mut) {
         for source in objects_mut(projected, "sources") {
-            if let Some(token) = source.get_mut("serviceAccountToken").and_then(Value::as_object_mut) {
+            if let Some(token) = source
+                .get_mut("serviceAccountToken")
+                .and_then(Value::as_object_mut)
+            {
                 default(token, "expirationSeconds", json!(3600));
             }
             if let Some(d) = source.get_mut("downwardAPI").and_then(Value::as_object_mut) {
@@ -420,7 +450,11 @@ fn volume_defaults(v: &mut Map<String, Value>) {
         let policy = default_pull_policy(str_of(image, "reference"));
         image.insert("pullPolicy".into(), json!(policy));
     }
-    if let Some(template) = v.get_mut("ephemeral").and_then(|e| e.get_mut("volumeClaimTemplate")).and_then(Value::as_object_mut) {
+    if let Some(template) = v
+        .get_mut("ephemeral")
+        .and_then(|e| e.get_mut("volumeClaimTemplate"))
+        .and_then(Value::as_object_mut)
+    {
         let spec = child(template, "spec");
         default_str(spec, "volumeMode", "Filesystem");
         pvc_resources(spec);
@@ -432,7 +466,10 @@ fn downward_api_items(src: &mut Map<String, Value>) {
         if let Some(field_ref) = item.get_mut("fieldRef").and_then(Value::as_object_mut) {
             default_str(field_ref, "apiVersion", "v1");
         }
-        if let Some(resource_ref) = item.get_mut("resourceFieldRef").and_then(Value::as_object_mut) {
+        if let Some(resource_ref) = item
+            .get_mut("resourceFieldRef")
+            .and_then(Value::as_object_mut)
+        {
             canonical_quantity(resource_ref, "divisor");
         }
     }
@@ -456,14 +493,24 @@ fn pvc(root: &mut Map<String, Value>) {
 }
 
 fn replication_controller(root: &mut Map<String, Value>) {
-    let template_labels = ptr(root, "/spec/template/metadata/labels").and_then(Value::as_object).cloned();
+    let template_labels = ptr(root, "/spec/template/metadata/labels")
+        .and_then(Value::as_object)
+        .cloned();
     if let Some(labels) = template_labels {
         let spec = child(root, "spec");
-        if spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty) {
+        if spec
+            .get("selector")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
             spec.insert("selector".into(), Value::Object(labels.clone()));
         }
         let meta = child(root, "metadata");
-        if meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
+        if meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
             meta.insert("labels".into(), Value::Object(labels));
         }
     }
@@ -508,7 +555,9 @@ fn stateful_set(spec: &mut Map<String, Value>) {
         default(strategy, "rollingUpdate", json!({}));
     }
     if str_of(strategy, "type") == "RollingUpdate"
-        && let Some(ru) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut)
+        && let Some(ru) = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut)
     {
         default(ru, "partition", json!(0));
     }
@@ -521,7 +570,9 @@ fn stateful_set(spec: &mut Map<String, Value>) {
     for claim in objects_mut(spec, "volumeClaimTemplates") {
         default_str(claim, "apiVersion", "v1");
         default_str(claim, "kind", "PersistentVolumeClaim");
-        child(claim, "metadata").entry("creationTimestamp").or_insert(Value::Null);
+        child(claim, "metadata")
+            .entry("creationTimestamp")
+            .or_insert(Value::Null);
         pvc(claim);
     }
 }
@@ -533,7 +584,10 @@ fn job_spec(spec: &mut Map<String, Value>) {
         spec.insert("completions".into(), json!(1));
     }
     default(spec, "parallelism", json!(1));
-    if spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
+    if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
         default(spec, "backoffLimit", json!(i32::MAX));
     } else {
         default(spec, "backoffLimit", json!(6));
@@ -541,8 +595,19 @@ fn job_spec(spec: &mut Map<String, Value>) {
     default_str(spec, "completionMode", "NonIndexed");
     default(spec, "suspend", json!(false));
     let has_failure_policy = spec.get("podFailurePolicy").is_some_and(|v| !v.is_null());
-    default_str(spec, "podReplacementPolicy", if has_failure_policy { "Failed" } else { "TerminatingOrFailed" });
-    if let Some(policy) = spec.get_mut("podFailurePolicy").and_then(Value::as_object_mut) {
+    default_str(
+        spec,
+        "podReplacementPolicy",
+        if has_failure_policy {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        },
+    );
+    if let Some(policy) = spec
+        .get_mut("podFailurePolicy")
+        .and_then(Value::as_object_mut)
+    {
         for rule in objects_mut(policy, "rules") {
             for pattern in objects_mut(rule, "onPodConditions") {
                 default_str(pattern, "status", "True");
@@ -556,9 +621,14 @@ fn job(root: &mut Map<String, Value>, creating: bool) {
     let spec = child(root, "spec");
     job_spec(spec);
     default(spec, "manualSelector", json!(false));
-    let template_labels = ptr(spec, "/template/metadata/labels").and_then(Value::as_object).cloned();
+    let template_labels = ptr(spec, "/template/metadata/labels")
+        .and_then(Value::as_object)
+        .cloned();
     let meta = child(root, "metadata");
-    let labels_empty = meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty);
+    let labels_empty = meta
+        .get("labels")
+        .and_then(Value::as_object)
+        .is_none_or(Map::is_empty);
     if labels_empty && let Some(labels) = template_labels {
         meta.insert("labels".into(), Value::Object(labels));
     }
@@ -577,8 +647,16 @@ fn job(root: &mut Map<String, Value>, creating: bool) {
 /// `metadata.name`; does nothing without a uid. When the Job has no labels of its own
 /// it takes the template's, as upstream's read-time defaulting shows them.
 pub fn generate_job_selector(obj: &mut Value) {
-    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if uid.is_empty() {
         return;
     }
@@ -598,9 +676,15 @@ pub fn generate_job_selector(obj: &mut Value) {
     }
     let final_labels = labels.clone();
     let match_labels = child(child(spec, "selector"), "matchLabels");
-    match_labels.entry(CONTROLLER_UID).or_insert_with(|| json!(uid));
+    match_labels
+        .entry(CONTROLLER_UID)
+        .or_insert_with(|| json!(uid));
     let meta = child(root, "metadata");
-    if meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
+    if meta
+        .get("labels")
+        .and_then(Value::as_object)
+        .is_none_or(Map::is_empty)
+    {
         meta.insert("labels".into(), Value::Object(final_labels));
     }
 }
@@ -611,7 +695,9 @@ fn cron_job(spec: &mut Map<String, Value>) {
     default(spec, "successfulJobsHistoryLimit", json!(3));
     default(spec, "failedJobsHistoryLimit", json!(1));
     let job_template = child(spec, "jobTemplate");
-    child(job_template, "metadata").entry("creationTimestamp").or_insert(Value::Null);
+    child(job_template, "metadata")
+        .entry("creationTimestamp")
+        .or_insert(Value::Null);
     let job = child(job_template, "spec");
     template(child(job, "template"));
 }
@@ -624,9 +710,13 @@ fn service(root: &mut Map<String, Value>) {
             spec.remove("sessionAffinityConfig");
         }
         "ClientIP" => {
-            let timeout = ptr(spec, "/sessionAffinityConfig/clientIP/timeoutSeconds").is_some_and(|v| !v.is_null());
+            let timeout = ptr(spec, "/sessionAffinityConfig/clientIP/timeoutSeconds")
+                .is_some_and(|v| !v.is_null());
             if !timeout {
-                spec.insert("sessionAffinityConfig".into(), json!({"clientIP": {"timeoutSeconds": 10800}}));
+                spec.insert(
+                    "sessionAffinityConfig".into(),
+                    json!({"clientIP": {"timeoutSeconds": 10800}}),
+                );
             }
         }
         _ => {}
@@ -645,8 +735,13 @@ fn service(root: &mut Map<String, Value>) {
         }
     }
     let svc_type = str_of(spec, "type").to_string();
-    let external_ips = spec.get("externalIPs").and_then(Value::as_array).map_or(0, Vec::len);
-    let accessible = svc_type == "LoadBalancer" || svc_type == "NodePort" || (svc_type == "ClusterIP" && external_ips > 0);
+    let external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let accessible = svc_type == "LoadBalancer"
+        || svc_type == "NodePort"
+        || (svc_type == "ClusterIP" && external_ips > 0);
     if accessible {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
@@ -659,22 +754,45 @@ fn service(root: &mut Map<String, Value>) {
     if svc_type != "ExternalName" {
         // The strategy keeps clusterIP and clusterIPs in step.
         let cluster_ip = str_of(spec, "clusterIP").to_string();
-        if !cluster_ip.is_empty() && spec.get("clusterIPs").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        if !cluster_ip.is_empty()
+            && spec
+                .get("clusterIPs")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        {
             spec.insert("clusterIPs".into(), json!([cluster_ip]));
         }
         let headless = cluster_ip == "None";
-        let no_selector = spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty);
-        let policy = if headless && no_selector { "RequireDualStack" } else { "SingleStack" };
+        let no_selector = spec
+            .get("selector")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty);
+        let policy = if headless && no_selector {
+            "RequireDualStack"
+        } else {
+            "SingleStack"
+        };
         default(spec, "ipFamilyPolicy", json!(policy));
-        let family = if crate::names::is_ipv6(&cluster_ip) { "IPv6" } else { "IPv4" };
-        if spec.get("ipFamilies").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        let family = if crate::names::is_ipv6(&cluster_ip) {
+            "IPv6"
+        } else {
+            "IPv4"
+        };
+        if spec
+            .get("ipFamilies")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
             spec.insert("ipFamilies".into(), json!([family]));
         }
     }
     let status = child(root, "status");
     default(status, "loadBalancer", json!({}));
     if svc_type == "LoadBalancer"
-        && let Some(ingress) = status.get_mut("loadBalancer").and_then(|lb| lb.get_mut("ingress")).and_then(Value::as_array_mut)
+        && let Some(ingress) = status
+            .get_mut("loadBalancer")
+            .and_then(|lb| lb.get_mut("ingress"))
+            .and_then(Value::as_array_mut)
     {
         for ing in ingress.iter_mut().filter_map(Value::as_object_mut) {
             if !str_of(ing, "ip").is_empty() {
@@ -685,9 +803,13 @@ fn service(root: &mut Map<String, Value>) {
 }
 
 fn namespace(root: &mut Map<String, Value>, creating: bool) {
-    let name = ptr(root, "/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = ptr(root, "/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !name.is_empty() {
-        child(child(root, "metadata"), "labels").insert("kubernetes.io/metadata.name".into(), json!(name));
+        child(child(root, "metadata"), "labels")
+            .insert("kubernetes.io/metadata.name".into(), json!(name));
     }
     if creating {
         let spec = child(root, "spec");
@@ -710,7 +832,10 @@ fn secret(root: &mut Map<String, Value>) {
         let data = child(root, "data");
         for (k, v) in string_data {
             if let Some(text) = v.as_str() {
-                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes())));
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes())),
+                );
             }
         }
     }
@@ -720,14 +845,23 @@ fn node(root: &mut Map<String, Value>) {
     let spec = child(root, "spec");
     let pod_cidr = str_of(spec, "podCIDR").to_string();
     if !pod_cidr.is_empty() {
-        let first = ptr(spec, "/podCIDRs/0").and_then(Value::as_str).map(str::to_string);
+        let first = ptr(spec, "/podCIDRs/0")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if first.as_deref() != Some(pod_cidr.as_str()) {
             spec.insert("podCIDRs".into(), json!([pod_cidr]));
         }
-    } else if let Some(first) = ptr(spec, "/podCIDRs/0").and_then(Value::as_str).map(str::to_string) {
+    } else if let Some(first) = ptr(spec, "/podCIDRs/0")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
         spec.insert("podCIDR".into(), json!(first));
     }
-    if root.get("spec").and_then(Value::as_object).is_some_and(Map::is_empty) {
+    if root
+        .get("spec")
+        .and_then(Value::as_object)
+        .is_some_and(Map::is_empty)
+    {
         root.remove("spec");
     }
     if let Some(status) = root.get_mut("status").and_then(Value::as_object_mut) {
@@ -743,4 +877,3 @@ fn node(root: &mut Map<String, Value>) {
         }
     }
 }
-

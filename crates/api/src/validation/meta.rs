@@ -24,7 +24,11 @@ pub(crate) struct MetaRules {
 impl MetaRules {
     pub(crate) fn for_kind(group: &str, kind: &str) -> MetaRules {
         let namespaced = scope(group, kind);
-        MetaRules { name: names::name_rule(group, kind), namespaced, kube_finalizers: namespaced.is_some() }
+        MetaRules {
+            name: names::name_rule(group, kind),
+            namespaced,
+            kube_finalizers: namespaced.is_some(),
+        }
     }
 }
 
@@ -58,7 +62,10 @@ pub fn validate_labels(labels: Option<&BTreeMap<String, String>>, path: &str) ->
 }
 
 /// Annotation keys (qualified names, case-insensitive) and the total size limit.
-pub fn validate_annotations(annotations: Option<&BTreeMap<String, String>>, path: &str) -> Vec<FieldError> {
+pub fn validate_annotations(
+    annotations: Option<&BTreeMap<String, String>>,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Some(annotations) = annotations else {
         return errs;
@@ -69,7 +76,10 @@ pub fn validate_annotations(annotations: Option<&BTreeMap<String, String>>, path
         }
     }
     if names::annotations_size(annotations) > names::TOTAL_ANNOTATION_SIZE_LIMIT {
-        errs.push(FieldError::too_long(path, names::TOTAL_ANNOTATION_SIZE_LIMIT));
+        errs.push(FieldError::too_long(
+            path,
+            names::TOTAL_ANNOTATION_SIZE_LIMIT,
+        ));
     }
     errs
 }
@@ -81,7 +91,10 @@ pub fn validate_label_selector(selector: Option<&LabelSelector>, path: &str) -> 
         return errs;
     };
     let path = Path::new(path);
-    errs.extend(validate_labels(selector.match_labels.as_ref(), path.child("matchLabels").as_str()));
+    errs.extend(validate_labels(
+        selector.match_labels.as_ref(),
+        path.child("matchLabels").as_str(),
+    ));
     for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
         let p = path.child("matchExpressions").index(i);
         let values = expr.values.as_deref().unwrap_or_default();
@@ -102,14 +115,22 @@ pub fn validate_label_selector(selector: Option<&LabelSelector>, path: &str) -> 
                     ));
                 }
             }
-            other => errs.push(FieldError::invalid(p.child("operator"), other, "not a valid selector operator")),
+            other => errs.push(FieldError::invalid(
+                p.child("operator"),
+                other,
+                "not a valid selector operator",
+            )),
         }
         for msg in names::is_qualified_name(&expr.key) {
             errs.push(FieldError::invalid(p.child("key"), expr.key.as_str(), msg));
         }
         for (j, v) in values.iter().enumerate() {
             for msg in names::is_valid_label_value(v) {
-                errs.push(FieldError::invalid(p.child("values").index(j), v.as_str(), msg));
+                errs.push(FieldError::invalid(
+                    p.child("values").index(j),
+                    v.as_str(),
+                    msg,
+                ));
             }
         }
     }
@@ -126,20 +147,40 @@ fn validate_owner_references(refs: &[OwnerReference], path: &Path, errs: &mut Er
             _ => (String::new(), String::new()),
         };
         if version.is_empty() {
-            errs.push(FieldError::invalid(path.child("apiVersion"), r.api_version.as_str(), "version must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("apiVersion"),
+                r.api_version.as_str(),
+                "version must not be empty",
+            ));
         }
         if r.kind.is_empty() {
-            errs.push(FieldError::invalid(path.child("kind"), r.kind.as_str(), "kind must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("kind"),
+                r.kind.as_str(),
+                "kind must not be empty",
+            ));
         }
         if r.name.is_empty() {
-            errs.push(FieldError::invalid(path.child("name"), r.name.as_str(), "name must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("name"),
+                r.name.as_str(),
+                "name must not be empty",
+            ));
         }
         if r.uid.is_empty() {
-            errs.push(FieldError::invalid(path.child("uid"), r.uid.as_str(), "uid must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("uid"),
+                r.uid.as_str(),
+                "uid must not be empty",
+            ));
         }
         if group.is_empty() && version == "v1" && r.kind == "Event" {
             let value = serde_json::to_value(r).unwrap_or(Value::Null);
-            errs.push(FieldError::invalid(path, value, "/v1, Kind=Event is disallowed from being an owner"));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
         }
         if r.controller == Some(true) {
             let current = format!("{}/{}", r.kind, r.name);
@@ -166,7 +207,9 @@ fn validate_finalizers(finalizers: &[String], path: &Path, kube: bool, errs: &mu
             errs.push(FieldError::invalid(path, f.as_str(), msg));
         }
     }
-    if finalizers.iter().any(|f| f == "orphan") && finalizers.iter().any(|f| f == "foregroundDeletion") {
+    if finalizers.iter().any(|f| f == "orphan")
+        && finalizers.iter().any(|f| f == "foregroundDeletion")
+    {
         errs.push(FieldError::invalid(
             path,
             json!(finalizers),
@@ -183,7 +226,11 @@ fn validate_finalizers(finalizers: &[String], path: &Path, kube: bool, errs: &mu
 /// Unqualified finalizer names must be one of the standard ones.
 pub(crate) fn validate_kube_finalizer(name: &str, path: &Path, errs: &mut Errs) {
     if !name.contains('/') && !matches!(name, "kubernetes" | "orphan" | "foregroundDeletion") {
-        errs.push(FieldError::invalid(path, name, "name is neither a standard finalizer name nor is it fully qualified"));
+        errs.push(FieldError::invalid(
+            path,
+            name,
+            "name is neither a standard finalizer name nor is it fully qualified",
+        ));
     }
 }
 
@@ -192,11 +239,19 @@ fn validate_managed_fields(meta: &ObjectMeta, path: &Path, errs: &mut Errs) {
         let p = path.index(i);
         let op = entry.operation.as_deref().unwrap_or("");
         if !matches!(op, "Apply" | "Update") {
-            errs.push(FieldError::invalid(p.child("operation"), op, "must be `Apply` or `Update`"));
+            errs.push(FieldError::invalid(
+                p.child("operation"),
+                op,
+                "must be `Apply` or `Update`",
+            ));
         }
         let fields_type = entry.fields_type.as_deref().unwrap_or("");
         if !fields_type.is_empty() && fields_type != "FieldsV1" {
-            errs.push(FieldError::invalid(p.child("fieldsType"), fields_type, "must be `FieldsV1`"));
+            errs.push(FieldError::invalid(
+                p.child("fieldsType"),
+                fields_type,
+                "must be `FieldsV1`",
+            ));
         }
         if entry.manager.as_deref().unwrap_or("").len() > 128 {
             errs.push(FieldError::too_long(p.child("manager"), 128));
@@ -209,10 +264,25 @@ fn validate_managed_fields(meta: &ObjectMeta, path: &Path, errs: &mut Errs) {
 
 /// The parts of metadata checked on both create and update.
 fn validate_meta_common(meta: &ObjectMeta, rules: MetaRules, path: &Path, errs: &mut Errs) {
-    errs.extend(validate_labels(meta.labels.as_ref(), path.child("labels").as_str()));
-    errs.extend(validate_annotations(meta.annotations.as_ref(), path.child("annotations").as_str()));
-    validate_owner_references(meta.owner_references.as_deref().unwrap_or_default(), &path.child("ownerReferences"), errs);
-    validate_finalizers(meta.finalizers.as_deref().unwrap_or_default(), &path.child("finalizers"), rules.kube_finalizers, errs);
+    errs.extend(validate_labels(
+        meta.labels.as_ref(),
+        path.child("labels").as_str(),
+    ));
+    errs.extend(validate_annotations(
+        meta.annotations.as_ref(),
+        path.child("annotations").as_str(),
+    ));
+    validate_owner_references(
+        meta.owner_references.as_deref().unwrap_or_default(),
+        &path.child("ownerReferences"),
+        errs,
+    );
+    validate_finalizers(
+        meta.finalizers.as_deref().unwrap_or_default(),
+        &path.child("finalizers"),
+        rules.kube_finalizers,
+        errs,
+    );
     validate_managed_fields(meta, &path.child("managedFields"), errs);
 }
 
@@ -222,12 +292,19 @@ pub(crate) fn validate_meta_create(meta: &ObjectMeta, rules: MetaRules, path: &P
     let generate_name = meta.generate_name.as_deref().unwrap_or("");
     if !generate_name.is_empty() {
         for msg in rules.name.validate(generate_name, true) {
-            errs.push(FieldError::invalid(path.child("generateName"), generate_name, msg));
+            errs.push(FieldError::invalid(
+                path.child("generateName"),
+                generate_name,
+                msg,
+            ));
         }
     }
     let name = meta.name.as_deref().unwrap_or("");
     if name.is_empty() {
-        errs.push(FieldError::required(path.child("name"), "name or generateName is required"));
+        errs.push(FieldError::required(
+            path.child("name"),
+            "name or generateName is required",
+        ));
     } else {
         for msg in rules.name.validate(name, false) {
             errs.push(FieldError::invalid(path.child("name"), name, msg));
@@ -235,7 +312,9 @@ pub(crate) fn validate_meta_create(meta: &ObjectMeta, rules: MetaRules, path: &P
     }
     let namespace = meta.namespace.as_deref().unwrap_or("");
     match rules.namespaced {
-        Some(true) if namespace.is_empty() => errs.push(FieldError::required(path.child("namespace"), "")),
+        Some(true) if namespace.is_empty() => {
+            errs.push(FieldError::required(path.child("namespace"), ""))
+        }
         // A cluster-scoped object's namespace is cleared by the server before validation.
         Some(false) => {}
         _ if namespace.is_empty() => {}
@@ -245,18 +324,33 @@ pub(crate) fn validate_meta_create(meta: &ObjectMeta, rules: MetaRules, path: &P
             }
         }
     }
-    non_negative(meta.generation.unwrap_or(0), &path.child("generation"), &mut errs);
+    non_negative(
+        meta.generation.unwrap_or(0),
+        &path.child("generation"),
+        &mut errs,
+    );
     validate_meta_common(meta, rules, path, &mut errs);
     errs
 }
 
 /// ObjectMeta on update (upstream's `ValidateObjectMetaUpdate`).
-pub(crate) fn validate_meta_update(new: &ObjectMeta, old: &ObjectMeta, rules: MetaRules, path: &Path) -> Errs {
+pub(crate) fn validate_meta_update(
+    new: &ObjectMeta,
+    old: &ObjectMeta,
+    rules: MetaRules,
+    path: &Path,
+) -> Errs {
     let mut errs = Vec::new();
     if old.deletion_timestamp.is_some() {
-        let old_set: std::collections::BTreeSet<&String> = old.finalizers.iter().flatten().collect();
-        let extra: std::collections::BTreeSet<String> =
-            new.finalizers.iter().flatten().filter(|f| !old_set.contains(f)).cloned().collect();
+        let old_set: std::collections::BTreeSet<&String> =
+            old.finalizers.iter().flatten().collect();
+        let extra: std::collections::BTreeSet<String> = new
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| !old_set.contains(f))
+            .cloned()
+            .collect();
         if !extra.is_empty() {
             let list: Vec<String> = extra.into_iter().collect();
             errs.push(FieldError::forbidden(
@@ -270,11 +364,19 @@ pub(crate) fn validate_meta_update(new: &ObjectMeta, old: &ObjectMeta, rules: Me
     }
     let rv = new.resource_version.as_deref().unwrap_or("");
     if rv.is_empty() {
-        errs.push(FieldError::invalid(path.child("resourceVersion"), rv, "must be specified for an update"));
+        errs.push(FieldError::invalid(
+            path.child("resourceVersion"),
+            rv,
+            "must be specified for an update",
+        ));
     }
     let (new_gen, old_gen) = (new.generation.unwrap_or(0), old.generation.unwrap_or(0));
     if new_gen < old_gen {
-        errs.push(FieldError::invalid(path.child("generation"), new_gen, "must not be decremented"));
+        errs.push(FieldError::invalid(
+            path.child("generation"),
+            new_gen,
+            "must not be decremented",
+        ));
     }
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     for (field, new_v, old_v) in [
@@ -283,21 +385,43 @@ pub(crate) fn validate_meta_update(new: &ObjectMeta, old: &ObjectMeta, rules: Me
         ("uid", text(&new.uid), text(&old.uid)),
     ] {
         if new_v != old_v {
-            errs.push(FieldError::invalid(path.child(field), new_v, "field is immutable"));
+            errs.push(FieldError::invalid(
+                path.child(field),
+                new_v,
+                "field is immutable",
+            ));
         }
     }
     for (field, new_v, old_v) in [
-        ("creationTimestamp", &new.creation_timestamp, &old.creation_timestamp),
-        ("deletionTimestamp", &new.deletion_timestamp, &old.deletion_timestamp),
+        (
+            "creationTimestamp",
+            &new.creation_timestamp,
+            &old.creation_timestamp,
+        ),
+        (
+            "deletionTimestamp",
+            &new.deletion_timestamp,
+            &old.deletion_timestamp,
+        ),
     ] {
         if !same(new_v, old_v) {
             let value = serde_json::to_value(new_v).unwrap_or(Value::Null);
-            errs.push(FieldError::invalid(path.child(field), value, "field is immutable"));
+            errs.push(FieldError::invalid(
+                path.child(field),
+                value,
+                "field is immutable",
+            ));
         }
     }
     if new.deletion_grace_period_seconds != old.deletion_grace_period_seconds {
-        let value = new.deletion_grace_period_seconds.map_or(Value::Null, Value::from);
-        errs.push(FieldError::invalid(path.child("deletionGracePeriodSeconds"), value, "field is immutable"));
+        let value = new
+            .deletion_grace_period_seconds
+            .map_or(Value::Null, Value::from);
+        errs.push(FieldError::invalid(
+            path.child("deletionGracePeriodSeconds"),
+            value,
+            "field is immutable",
+        ));
     }
     validate_meta_common(new, rules, path, &mut errs);
     errs
@@ -313,11 +437,13 @@ pub(crate) fn validate_meta(new: &ObjectMeta, old: Option<&ObjectMeta>, rules: M
 }
 
 /// Decodes the `metadata` of a JSON object.
-pub(crate) fn decode_meta(obj: &Value) -> Result<ObjectMeta, FieldError> {
+pub(crate) fn decode_meta(obj: &Value) -> Result<ObjectMeta, Errs> {
     match obj.get("metadata") {
-        Some(m) => decode(m).map_err(|mut e| {
-            e.field = "metadata".into();
-            e
+        Some(m) => decode(m).map_err(|mut errs| {
+            for e in &mut errs {
+                e.field = "metadata".into();
+            }
+            errs
         }),
         None => Ok(ObjectMeta::default()),
     }
@@ -328,12 +454,17 @@ pub(crate) fn decode_meta(obj: &Value) -> Result<ObjectMeta, FieldError> {
 pub fn validate_object_meta_value(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
     match decode_meta(obj) {
         Ok(meta) => validate_meta(&meta, None, MetaRules::for_kind(group, kind)),
-        Err(e) => vec![e],
+        Err(errs) => errs,
     }
 }
 
 /// Kinds without their own rules: ObjectMeta only.
-pub(crate) fn validate_generic(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Result<Errs, FieldError> {
+pub(crate) fn validate_generic(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<Errs, Errs> {
     let rules = MetaRules::for_kind(group, kind);
     let meta = decode_meta(obj)?;
     let old_meta = old.map(decode_meta).transpose()?;

@@ -25,7 +25,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 pub use defaults::{apply_admission_defaults, apply_defaults, generate_job_selector};
-pub use meta::{validate_annotations, validate_label_selector, validate_labels, validate_object_meta_value};
+pub use meta::{
+    validate_annotations, validate_label_selector, validate_labels, validate_object_meta_value,
+};
 
 use crate::selector::{go_quote, go_string_slice};
 
@@ -94,8 +96,19 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(kind: FieldErrorType, field: impl Into<String>, bad_value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), detail: detail.into(), bad_value, bad_value_text: None }
+    fn new(
+        kind: FieldErrorType,
+        field: impl Into<String>,
+        bad_value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            detail: detail.into(),
+            bad_value,
+            bad_value_text: None,
+        }
     }
 
     /// `Required value`.
@@ -104,19 +117,32 @@ impl FieldError {
     }
 
     /// `Invalid value: <value>`.
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldError::new(FieldErrorType::Invalid, field, Some(value.into()), detail)
     }
 
     /// `Unsupported value: <value>: supported values: "a", "b"`.
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, valid: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        valid: &[&str],
+    ) -> Self {
         let detail = if valid.is_empty() {
             String::new()
         } else {
             let quoted: Vec<String> = valid.iter().map(|v| go_quote(v)).collect();
             format!("supported values: {}", quoted.join(", "))
         };
-        FieldError::new(FieldErrorType::NotSupported, field, Some(value.into()), detail)
+        FieldError::new(
+            FieldErrorType::NotSupported,
+            field,
+            Some(value.into()),
+            detail,
+        )
     }
 
     /// `Duplicate value: <value>`.
@@ -131,12 +157,22 @@ impl FieldError {
 
     /// `Too long: may not be more than N bytes`.
     pub fn too_long(field: impl Into<String>, max_length: usize) -> Self {
-        FieldError::new(FieldErrorType::TooLong, field, None, format!("may not be more than {max_length} bytes"))
+        FieldError::new(
+            FieldErrorType::TooLong,
+            field,
+            None,
+            format!("may not be more than {max_length} bytes"),
+        )
     }
 
     /// `Too many: <actual>: must have at most N items`.
     pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
-        FieldError::new(FieldErrorType::TooMany, field, Some(json!(actual)), format!("must have at most {max} items"))
+        FieldError::new(
+            FieldErrorType::TooMany,
+            field,
+            Some(json!(actual)),
+            format!("must have at most {max} items"),
+        )
     }
 
     /// `Not found: <value>`.
@@ -145,8 +181,17 @@ impl FieldError {
     }
 
     /// A value that could not be decoded into the expected type.
-    pub fn type_invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
-        FieldError::new(FieldErrorType::TypeInvalid, field, Some(value.into()), detail)
+    pub fn type_invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError::new(
+            FieldErrorType::TypeInvalid,
+            field,
+            Some(value.into()),
+            detail,
+        )
     }
 
     /// Sets the Go-syntax rendering of the bad value.
@@ -164,9 +209,10 @@ impl FieldError {
     /// cause `message`.
     pub fn body(&self) -> String {
         let mut s = match self.kind {
-            FieldErrorType::Required | FieldErrorType::Forbidden | FieldErrorType::TooLong | FieldErrorType::Internal => {
-                self.kind.text().to_string()
-            }
+            FieldErrorType::Required
+            | FieldErrorType::Forbidden
+            | FieldErrorType::TooLong
+            | FieldErrorType::Internal => self.kind.text().to_string(),
             _ => match (&self.bad_value_text, &self.bad_value) {
                 (Some(text), _) => format!("{}: {}", self.kind.text(), text),
                 (None, value) => format!("{}: {}", self.kind.text(), render_value(value.as_ref())),
@@ -206,7 +252,11 @@ fn render_value(value: Option<&Value>) -> String {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            let strings: Vec<String> = items.iter().filter_map(Value::as_str).map(str::to_string).collect();
+            let strings: Vec<String> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
             go_string_slice(&strings)
         }
         Some(other) => other.to_string(),
@@ -218,7 +268,10 @@ pub fn go_string_map(map: Option<&BTreeMap<String, String>>) -> String {
     match map {
         None => "map[string]string(nil)".to_string(),
         Some(m) => {
-            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v))).collect();
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v)))
+                .collect();
             format!("map[string]string{{{}}}", inner.join(", "))
         }
     }
@@ -228,7 +281,11 @@ pub fn go_string_map(map: Option<&BTreeMap<String, String>>) -> String {
 /// brackets, duplicates dropped.
 pub fn aggregate_message(errors: &[FieldError]) -> String {
     let mut seen = BTreeSet::new();
-    let messages: Vec<String> = errors.iter().map(FieldError::message).filter(|m| seen.insert(m.clone())).collect();
+    let messages: Vec<String> = errors
+        .iter()
+        .map(FieldError::message)
+        .filter(|m| seen.insert(m.clone()))
+        .collect();
     match messages.as_slice() {
         [] => String::new(),
         [one] => one.clone(),
@@ -238,11 +295,19 @@ pub fn aggregate_message(errors: &[FieldError]) -> String {
 
 /// The Status message of a 422 Invalid response: `Deployment.apps "web" is invalid: ...`.
 pub fn invalid_message(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> String {
-    let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+    let qualified = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
     if errors.is_empty() {
         format!("{qualified} {} is invalid", go_quote(name))
     } else {
-        format!("{qualified} {} is invalid: {}", go_quote(name), aggregate_message(errors))
+        format!(
+            "{qualified} {} is invalid: {}",
+            go_quote(name),
+            aggregate_message(errors)
+        )
     }
 }
 
@@ -256,7 +321,11 @@ impl Path {
     }
 
     pub(crate) fn child(&self, name: &str) -> Path {
-        if self.0.is_empty() { Path(name.to_string()) } else { Path(format!("{}.{}", self.0, name)) }
+        if self.0.is_empty() {
+            Path(name.to_string())
+        } else {
+            Path(format!("{}.{}", self.0, name))
+        }
     }
 
     pub(crate) fn index(&self, i: usize) -> Path {
@@ -306,13 +375,14 @@ pub(crate) fn strip_nulls(value: &Value) -> Value {
 
 /// Decodes an object into a `k8s-openapi` type, ignoring `apiVersion`/`kind` (checked
 /// by the server) and nulls.
-pub(crate) fn decode<T: DeserializeOwned>(obj: &Value) -> Result<T, FieldError> {
+pub(crate) fn decode<T: DeserializeOwned>(obj: &Value) -> Result<T, Errs> {
     let mut clean = strip_nulls(obj);
     if let Value::Object(map) = &mut clean {
         map.remove("apiVersion");
         map.remove("kind");
     }
-    serde_json::from_value(clean).map_err(|e| FieldError::type_invalid("", Value::Null, e.to_string()))
+    serde_json::from_value(clean)
+        .map_err(|e| vec![FieldError::type_invalid("", Value::Null, e.to_string())])
 }
 
 /// A comparable form of a value: nulls, empty lists and empty maps dropped, as
@@ -323,7 +393,9 @@ pub(crate) fn semantic(value: &Value) -> Value {
             let mut out = Map::new();
             for (k, v) in map {
                 let v = semantic(v);
-                let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(Map::is_empty);
+                let empty = v.is_null()
+                    || v.as_array().is_some_and(Vec::is_empty)
+                    || v.as_object().is_some_and(Map::is_empty);
                 if !empty {
                     out.insert(k.clone(), v);
                 }
@@ -351,8 +423,17 @@ pub(crate) fn diff_paths(old: &Value, new: &Value) -> Vec<String> {
             (Value::Object(a), Value::Object(b)) => {
                 let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
                 for k in keys {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    walk(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(
+                        &p,
+                        a.get(k).unwrap_or(&Value::Null),
+                        b.get(k).unwrap_or(&Value::Null),
+                        out,
+                    );
                 }
             }
             (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
@@ -380,7 +461,11 @@ pub(crate) fn immutable<T: serde::Serialize>(new: &T, old: &T, path: &Path, errs
 /// `must be greater than or equal to 0`.
 pub(crate) fn non_negative(value: i64, path: &Path, errs: &mut Errs) {
     if value < 0 {
-        errs.push(FieldError::invalid(path, value, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -407,7 +492,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("coordination.k8s.io", "Lease") => core::validate_lease(obj, old),
         _ => meta::validate_generic(group, kind, obj, old),
     };
-    result.unwrap_or_else(|e| vec![e])
+    result.unwrap_or_else(|errs| errs)
 }
 
 #[cfg(test)]

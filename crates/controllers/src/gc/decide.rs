@@ -40,17 +40,32 @@ pub enum Decision {
 }
 
 /// Decide for an object from its classified owner references.
-pub fn decide(refs: &[(OwnerReference, OwnerState)], finalizers: &[String], has_dependents: bool, dependent_deleting_dependents: bool) -> Decision {
-    let of = |s: OwnerState| refs.iter().filter(move |(_, st)| *st == s).map(|(r, _)| r.uid.clone());
+pub fn decide(
+    refs: &[(OwnerReference, OwnerState)],
+    finalizers: &[String],
+    has_dependents: bool,
+    dependent_deleting_dependents: bool,
+) -> Decision {
+    let of = |s: OwnerState| {
+        refs.iter()
+            .filter(move |(_, st)| *st == s)
+            .map(|(r, _)| r.uid.clone())
+    };
     let solid = of(OwnerState::Solid).count();
     let waiting: Vec<String> = of(OwnerState::WaitingForDependents).collect();
     if solid > 0 {
         let mut drop: Vec<String> = of(OwnerState::Dangling).collect();
         drop.extend(waiting);
-        return if drop.is_empty() { Decision::Keep } else { Decision::RemoveReferences(drop) };
+        return if drop.is_empty() {
+            Decision::Keep
+        } else {
+            Decision::RemoveReferences(drop)
+        };
     }
     if !waiting.is_empty() && has_dependents {
-        return Decision::DeleteForeground { unblock: dependent_deleting_dependents };
+        return Decision::DeleteForeground {
+            unblock: dependent_deleting_dependents,
+        };
     }
     let has = |f: &str| finalizers.iter().any(|x| x == f);
     Decision::Delete(if has(ORPHAN_FINALIZER) {
@@ -106,7 +121,14 @@ pub fn remove_owner_refs_patch(meta: &ObjectMeta, uids: &[String]) -> Option<Val
         return None;
     }
     let mut m = preconditions(meta);
-    m.insert("ownerReferences".into(), if kept.is_empty() { Value::Null } else { json!(kept) });
+    m.insert(
+        "ownerReferences".into(),
+        if kept.is_empty() {
+            Value::Null
+        } else {
+            json!(kept)
+        },
+    );
     Some(json!({ "metadata": m }))
 }
 
@@ -139,15 +161,22 @@ pub fn remove_finalizer_patch(meta: &ObjectMeta, finalizer: &str) -> Option<Valu
     }
     let kept: Vec<&String> = fins.iter().filter(|f| *f != finalizer).collect();
     let mut m = preconditions(meta);
-    m.insert("finalizers".into(), if kept.is_empty() { Value::Null } else { json!(kept) });
+    m.insert(
+        "finalizers".into(),
+        if kept.is_empty() {
+            Value::Null
+        } else {
+            json!(kept)
+        },
+    );
     Some(json!({ "metadata": m }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use OwnerState::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn oref(uid: &str, block: Option<bool>) -> OwnerReference {
         OwnerReference {
@@ -164,13 +193,44 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    /// (name, refs, finalizers, has_dependents, dependent_deleting_dependents, expected)
+    type DecideCase = (
+        &'static str,
+        Vec<(&'static str, OwnerState)>,
+        Vec<&'static str>,
+        bool,
+        bool,
+        Decision,
+    );
+
     #[test]
     fn decide_table() {
         // (name, refs, finalizers, has_dependents, dependent_deleting_dependents, expected)
-        let cases: Vec<(&str, Vec<(&str, OwnerState)>, Vec<&str>, bool, bool, Decision)> = vec![
-            ("single live owner", vec![("a", Solid)], vec![], false, false, Decision::Keep),
-            ("all owners live", vec![("a", Solid), ("b", Solid)], vec![], true, false, Decision::Keep),
-            ("one owner gone, one live", vec![("a", Dangling), ("b", Solid)], vec![], false, false, Decision::RemoveReferences(s(&["a"]))),
+        let cases: Vec<DecideCase> = vec![
+            (
+                "single live owner",
+                vec![("a", Solid)],
+                vec![],
+                false,
+                false,
+                Decision::Keep,
+            ),
+            (
+                "all owners live",
+                vec![("a", Solid), ("b", Solid)],
+                vec![],
+                true,
+                false,
+                Decision::Keep,
+            ),
+            (
+                "one owner gone, one live",
+                vec![("a", Dangling), ("b", Solid)],
+                vec![],
+                false,
+                false,
+                Decision::RemoveReferences(s(&["a"])),
+            ),
             (
                 "live owner plus foreground owner",
                 vec![("a", Solid), ("b", WaitingForDependents), ("c", Dangling)],
@@ -179,9 +239,30 @@ mod tests {
                 false,
                 Decision::RemoveReferences(s(&["c", "b"])),
             ),
-            ("owner gone", vec![("a", Dangling)], vec![], false, false, Decision::Delete(PropagationPolicy::Background)),
-            ("owner gone, has dependents", vec![("a", Dangling)], vec![], true, false, Decision::Delete(PropagationPolicy::Background)),
-            ("owner gone, orphan finalizer kept", vec![("a", Dangling)], vec!["orphan"], false, false, Decision::Delete(PropagationPolicy::Orphan)),
+            (
+                "owner gone",
+                vec![("a", Dangling)],
+                vec![],
+                false,
+                false,
+                Decision::Delete(PropagationPolicy::Background),
+            ),
+            (
+                "owner gone, has dependents",
+                vec![("a", Dangling)],
+                vec![],
+                true,
+                false,
+                Decision::Delete(PropagationPolicy::Background),
+            ),
+            (
+                "owner gone, orphan finalizer kept",
+                vec![("a", Dangling)],
+                vec!["orphan"],
+                false,
+                false,
+                Decision::Delete(PropagationPolicy::Orphan),
+            ),
             (
                 "owner gone, foreground finalizer kept",
                 vec![("a", Dangling)],
@@ -190,8 +271,22 @@ mod tests {
                 false,
                 Decision::Delete(PropagationPolicy::Foreground),
             ),
-            ("owner waiting, leaf", vec![("a", WaitingForDependents)], vec![], false, false, Decision::Delete(PropagationPolicy::Background)),
-            ("owner waiting, has dependents", vec![("a", WaitingForDependents)], vec![], true, false, Decision::DeleteForeground { unblock: false }),
+            (
+                "owner waiting, leaf",
+                vec![("a", WaitingForDependents)],
+                vec![],
+                false,
+                false,
+                Decision::Delete(PropagationPolicy::Background),
+            ),
+            (
+                "owner waiting, has dependents",
+                vec![("a", WaitingForDependents)],
+                vec![],
+                true,
+                false,
+                Decision::DeleteForeground { unblock: false },
+            ),
             (
                 "owner waiting, dependent also foreground (cycle guard)",
                 vec![("a", WaitingForDependents), ("b", Dangling)],
@@ -202,7 +297,10 @@ mod tests {
             ),
         ];
         for (name, refs, fins, deps, dep_fg, want) in cases {
-            let refs: Vec<_> = refs.into_iter().map(|(u, st)| (oref(u, None), st)).collect();
+            let refs: Vec<_> = refs
+                .into_iter()
+                .map(|(u, st)| (oref(u, None), st))
+                .collect();
             assert_eq!(decide(&refs, &s(&fins), deps, dep_fg), want, "{name}");
         }
     }
@@ -214,12 +312,21 @@ mod tests {
             (true, vec![], Some(DeletingAction::Wait)),
             (true, vec!["example.com/x"], Some(DeletingAction::Wait)),
             (true, vec!["orphan"], Some(DeletingAction::OrphanDependents)),
-            (true, vec!["foregroundDeletion"], Some(DeletingAction::DeleteDependents)),
-            (true, vec!["foregroundDeletion", "orphan"], Some(DeletingAction::OrphanDependents)),
+            (
+                true,
+                vec!["foregroundDeletion"],
+                Some(DeletingAction::DeleteDependents),
+            ),
+            (
+                true,
+                vec!["foregroundDeletion", "orphan"],
+                Some(DeletingAction::OrphanDependents),
+            ),
         ];
         for (deleting, fins, want) in cases {
             let m = ObjectMeta {
-                deletion_timestamp: deleting.then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: deleting
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
                 finalizers: Some(s(&fins)),
                 ..Default::default()
             };
@@ -244,11 +351,18 @@ mod tests {
             (vec!["zzz"], None),
             (
                 vec!["a"],
-                Some(json!({"metadata": {"uid": "me", "resourceVersion": "42", "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "n-b", "uid": "b"}
-                ]}})),
+                Some(
+                    json!({"metadata": {"uid": "me", "resourceVersion": "42", "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "ConfigMap", "name": "n-b", "uid": "b"}
+                    ]}}),
+                ),
             ),
-            (vec!["a", "b"], Some(json!({"metadata": {"uid": "me", "resourceVersion": "42", "ownerReferences": null}}))),
+            (
+                vec!["a", "b"],
+                Some(
+                    json!({"metadata": {"uid": "me", "resourceVersion": "42", "ownerReferences": null}}),
+                ),
+            ),
         ];
         for (uids, want) in cases {
             assert_eq!(remove_owner_refs_patch(&m, &s(&uids)), want, "{uids:?}");
@@ -257,13 +371,18 @@ mod tests {
 
     #[test]
     fn unblock_patch_table() {
-        assert_eq!(unblock_owner_refs_patch(&meta(vec![oref("a", None), oref("b", Some(false))], &[])), None);
+        assert_eq!(
+            unblock_owner_refs_patch(&meta(vec![oref("a", None), oref("b", Some(false))], &[])),
+            None
+        );
         assert_eq!(
             unblock_owner_refs_patch(&meta(vec![oref("a", Some(true)), oref("b", None)], &[])),
-            Some(json!({"metadata": {"uid": "me", "resourceVersion": "42", "ownerReferences": [
-                {"apiVersion": "v1", "kind": "ConfigMap", "name": "n-a", "uid": "a", "blockOwnerDeletion": false},
-                {"apiVersion": "v1", "kind": "ConfigMap", "name": "n-b", "uid": "b"}
-            ]}}))
+            Some(
+                json!({"metadata": {"uid": "me", "resourceVersion": "42", "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "n-a", "uid": "a", "blockOwnerDeletion": false},
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "n-b", "uid": "b"}
+                ]}})
+            )
         );
     }
 
@@ -272,15 +391,27 @@ mod tests {
         let cases: Vec<(Vec<&str>, &str, Option<Value>)> = vec![
             (vec![], "orphan", None),
             (vec!["example.com/x"], "orphan", None),
-            (vec!["orphan"], "orphan", Some(json!({"metadata": {"uid": "me", "resourceVersion": "42", "finalizers": null}}))),
+            (
+                vec!["orphan"],
+                "orphan",
+                Some(
+                    json!({"metadata": {"uid": "me", "resourceVersion": "42", "finalizers": null}}),
+                ),
+            ),
             (
                 vec!["example.com/x", "foregroundDeletion"],
                 "foregroundDeletion",
-                Some(json!({"metadata": {"uid": "me", "resourceVersion": "42", "finalizers": ["example.com/x"]}})),
+                Some(
+                    json!({"metadata": {"uid": "me", "resourceVersion": "42", "finalizers": ["example.com/x"]}}),
+                ),
             ),
         ];
         for (fins, f, want) in cases {
-            assert_eq!(remove_finalizer_patch(&meta(vec![], &fins), f), want, "{fins:?} - {f}");
+            assert_eq!(
+                remove_finalizer_patch(&meta(vec![], &fins), f),
+                want,
+                "{fins:?} - {f}"
+            );
         }
     }
 }

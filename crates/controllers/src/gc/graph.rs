@@ -75,7 +75,8 @@ impl Node {
 
     /// Whether this node blocks the foreground deletion of `owner`.
     pub fn blocks(&self, owner: &str) -> bool {
-        self.reference_to(owner).is_some_and(|r| r.block_owner_deletion == Some(true))
+        self.reference_to(owner)
+            .is_some_and(|r| r.block_owner_deletion == Some(true))
     }
 }
 
@@ -152,18 +153,34 @@ impl Graph {
     }
 
     /// Apply one watch event of `resource`; returns the uids the workers must examine.
-    pub fn apply_event(&mut self, resource: &Arc<ServedResource>, event: &Event<PartialObjectMeta<DynamicObject>>) -> Vec<Uid> {
+    pub fn apply_event(
+        &mut self,
+        resource: &Arc<ServedResource>,
+        event: &Event<PartialObjectMeta<DynamicObject>>,
+    ) -> Vec<Uid> {
         let key = resource.key();
         match event {
-            Event::Apply(o) => Node::from_meta(resource, &o.metadata).map(|n| self.upsert(n)).unwrap_or_default(),
-            Event::Delete(o) => o.metadata.uid.as_deref().map(|u| dedup(self.remove_node(&key, u))).unwrap_or_default(),
+            Event::Apply(o) => Node::from_meta(resource, &o.metadata)
+                .map(|n| self.upsert(n))
+                .unwrap_or_default(),
+            Event::Delete(o) => o
+                .metadata
+                .uid
+                .as_deref()
+                .map(|u| dedup(self.remove_node(&key, u)))
+                .unwrap_or_default(),
             Event::Init => {
                 self.resources.entry(key).or_default().buffer = Some(Vec::new());
                 Vec::new()
             }
             Event::InitApply(o) => {
                 if let Some(n) = Node::from_meta(resource, &o.metadata) {
-                    self.resources.entry(key).or_default().buffer.get_or_insert_with(Vec::new).push(n);
+                    self.resources
+                        .entry(key)
+                        .or_default()
+                        .buffer
+                        .get_or_insert_with(Vec::new)
+                        .push(n);
                 }
                 Vec::new()
             }
@@ -172,7 +189,12 @@ impl Graph {
                 let listed = state.buffer.take().unwrap_or_default();
                 state.synced = true;
                 let keep: HashSet<Uid> = listed.iter().map(|n| n.uid.clone()).collect();
-                let gone: Vec<Uid> = state.uids.iter().filter(|u| !keep.contains(*u)).cloned().collect();
+                let gone: Vec<Uid> = state
+                    .uids
+                    .iter()
+                    .filter(|u| !keep.contains(*u))
+                    .cloned()
+                    .collect();
                 let mut out = Vec::new();
                 for uid in gone {
                     out.extend(self.remove_node(&key, &uid));
@@ -188,15 +210,25 @@ impl Graph {
     /// Insert or update a node; returns the uids to examine.
     pub fn upsert(&mut self, node: Node) -> Vec<Uid> {
         let uid = node.uid.clone();
-        self.resources.entry(node.resource.key()).or_default().uids.insert(uid.clone());
+        self.resources
+            .entry(node.resource.key())
+            .or_default()
+            .uids
+            .insert(uid.clone());
         let old = self.nodes.insert(uid.clone(), node.clone());
-        let old_owners: HashSet<&str> = old.iter().flat_map(|o| o.owners.iter().map(|r| r.uid.as_str())).collect();
+        let old_owners: HashSet<&str> = old
+            .iter()
+            .flat_map(|o| o.owners.iter().map(|r| r.uid.as_str()))
+            .collect();
         let new_owners: HashSet<&str> = node.owners.iter().map(|r| r.uid.as_str()).collect();
         for gone in old_owners.difference(&new_owners) {
             self.unlink(gone, &uid);
         }
         for added in new_owners.difference(&old_owners) {
-            self.dependents.entry(added.to_string()).or_default().insert(uid.clone());
+            self.dependents
+                .entry(added.to_string())
+                .or_default()
+                .insert(uid.clone());
         }
 
         let mut out = Vec::new();
@@ -209,7 +241,10 @@ impl Graph {
             out.extend(self.dependents.get(&uid).into_iter().flatten().cloned());
         }
         // An owner we have not seen (maybe absent) or one waiting for its dependents.
-        let needs_look = node.owners.iter().any(|r| self.nodes.get(&r.uid).is_none_or(Node::deleting_dependents));
+        let needs_look = node
+            .owners
+            .iter()
+            .any(|r| self.nodes.get(&r.uid).is_none_or(Node::deleting_dependents));
         if needs_look {
             out.push(uid.clone());
         }
@@ -219,7 +254,12 @@ impl Graph {
                 let still_blocks = node.blocks(&r.uid);
                 let blocked = r.block_owner_deletion == Some(true);
                 let removed = node.reference_to(&r.uid).is_none();
-                if (removed || (blocked && !still_blocks)) && self.nodes.get(&r.uid).is_some_and(Node::deleting_dependents) {
+                if (removed || (blocked && !still_blocks))
+                    && self
+                        .nodes
+                        .get(&r.uid)
+                        .is_some_and(Node::deleting_dependents)
+                {
                     out.push(r.uid.clone());
                 }
             }
@@ -243,7 +283,11 @@ impl Graph {
         let mut out = Vec::new();
         for r in &node.owners {
             self.unlink(&r.uid, uid);
-            if self.nodes.get(&r.uid).is_some_and(Node::deleting_dependents) {
+            if self
+                .nodes
+                .get(&r.uid)
+                .is_some_and(Node::deleting_dependents)
+            {
                 out.push(r.uid.clone());
             }
         }
@@ -288,7 +332,12 @@ mod tests {
     }
 
     /// owners: (uid, blockOwnerDeletion)
-    fn meta(uid: &str, owners: &[(&str, bool)], finalizers: &[&str], deleting: bool) -> PartialObjectMeta<DynamicObject> {
+    fn meta(
+        uid: &str,
+        owners: &[(&str, bool)],
+        finalizers: &[&str],
+        deleting: bool,
+    ) -> PartialObjectMeta<DynamicObject> {
         PartialObjectMeta {
             types: None,
             metadata: ObjectMeta {
@@ -308,8 +357,10 @@ mod tests {
                         })
                         .collect()
                 }),
-                finalizers: (!finalizers.is_empty()).then(|| finalizers.iter().map(|s| s.to_string()).collect()),
-                deletion_timestamp: deleting.then(|| Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                finalizers: (!finalizers.is_empty())
+                    .then(|| finalizers.iter().map(|s| s.to_string()).collect()),
+                deletion_timestamp: deleting
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             _phantom: Default::default(),
@@ -317,7 +368,12 @@ mod tests {
     }
 
     enum Ev {
-        Apply(&'static str, &'static [(&'static str, bool)], &'static [&'static str], bool),
+        Apply(
+            &'static str,
+            &'static [(&'static str, bool)],
+            &'static [&'static str],
+            bool,
+        ),
         Delete(&'static str),
     }
 
@@ -338,29 +394,69 @@ mod tests {
         // (name, events, uids to examine after the last event)
         let cases: Vec<(&str, Vec<Ev>, Vec<&str>)> = vec![
             ("plain object", vec![Apply("a", &[], &[], false)], vec![]),
-            ("owner never seen", vec![Apply("d", &[("o", false)], &[], false)], vec!["d"]),
-            ("owner present", vec![Apply("o", &[], &[], false), Apply("d", &[("o", false)], &[], false)], vec![]),
+            (
+                "owner never seen",
+                vec![Apply("d", &[("o", false)], &[], false)],
+                vec!["d"],
+            ),
+            (
+                "owner present",
+                vec![
+                    Apply("o", &[], &[], false),
+                    Apply("d", &[("o", false)], &[], false),
+                ],
+                vec![],
+            ),
             (
                 "owner deleted: dependents examined",
-                vec![Apply("o", &[], &[], false), Apply("d1", &[("o", false)], &[], false), Apply("d2", &[("o", true)], &[], false), Delete("o")],
+                vec![
+                    Apply("o", &[], &[], false),
+                    Apply("d1", &[("o", false)], &[], false),
+                    Apply("d2", &[("o", true)], &[], false),
+                    Delete("o"),
+                ],
                 vec!["d1", "d2"],
             ),
-            ("orphan finalizer on deleted object", vec![Apply("o", &[], &["orphan"], true)], vec!["o"]),
-            ("orphan finalizer without deletion", vec![Apply("o", &[], &["orphan"], false)], vec![]),
-            ("other finalizer being deleted", vec![Apply("o", &[], &["example.com/x"], true)], vec![]),
+            (
+                "orphan finalizer on deleted object",
+                vec![Apply("o", &[], &["orphan"], true)],
+                vec!["o"],
+            ),
+            (
+                "orphan finalizer without deletion",
+                vec![Apply("o", &[], &["orphan"], false)],
+                vec![],
+            ),
+            (
+                "other finalizer being deleted",
+                vec![Apply("o", &[], &["example.com/x"], true)],
+                vec![],
+            ),
             (
                 "foreground: owner and all dependents",
-                vec![Apply("o", &[], &[], false), Apply("d1", &[("o", true)], &[], false), Apply("d2", &[("o", false)], &[], false), Apply("o", &[], &["foregroundDeletion"], true)],
+                vec![
+                    Apply("o", &[], &[], false),
+                    Apply("d1", &[("o", true)], &[], false),
+                    Apply("d2", &[("o", false)], &[], false),
+                    Apply("o", &[], &["foregroundDeletion"], true),
+                ],
                 vec!["d1", "d2", "o"],
             ),
             (
                 "new dependent of a foreground-deleting owner",
-                vec![Apply("o", &[], &["foregroundDeletion"], true), Apply("d", &[("o", true)], &[], false)],
+                vec![
+                    Apply("o", &[], &["foregroundDeletion"], true),
+                    Apply("d", &[("o", true)], &[], false),
+                ],
                 vec!["d"],
             ),
             (
                 "blocking dependent deleted: waiting owner examined",
-                vec![Apply("o", &[], &["foregroundDeletion"], true), Apply("d", &[("o", true)], &[], false), Delete("d")],
+                vec![
+                    Apply("o", &[], &["foregroundDeletion"], true),
+                    Apply("d", &[("o", true)], &[], false),
+                    Delete("d"),
+                ],
                 vec!["o"],
             ),
             (
@@ -375,12 +471,20 @@ mod tests {
             ),
             (
                 "block flag cleared: waiting owner examined",
-                vec![Apply("o", &[], &["foregroundDeletion"], true), Apply("d", &[("o", true)], &[], false), Apply("d", &[("o", false)], &[], false)],
+                vec![
+                    Apply("o", &[], &["foregroundDeletion"], true),
+                    Apply("d", &[("o", true)], &[], false),
+                    Apply("d", &[("o", false)], &[], false),
+                ],
                 vec!["d", "o"],
             ),
             (
                 "owner deleted in background by its other finalizer: not waiting",
-                vec![Apply("o", &[], &[], false), Apply("d", &[("o", true)], &[], false), Delete("d")],
+                vec![
+                    Apply("o", &[], &[], false),
+                    Apply("d", &[("o", true)], &[], false),
+                    Delete("d"),
+                ],
                 vec![],
             ),
         ];
@@ -388,7 +492,11 @@ mod tests {
             let r = resource("configmaps");
             let mut g = Graph::new();
             let got = run(&mut g, &r, &evs);
-            assert_eq!(got, want.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{name}");
+            assert_eq!(
+                got,
+                want.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "{name}"
+            );
         }
     }
 
@@ -397,12 +505,26 @@ mod tests {
         use Ev::*;
         let r = resource("configmaps");
         let mut g = Graph::new();
-        run(&mut g, &r, &[Apply("o", &[], &[], false), Apply("p", &[], &[], false), Apply("d", &[("o", true)], &[], false)]);
+        run(
+            &mut g,
+            &r,
+            &[
+                Apply("o", &[], &[], false),
+                Apply("p", &[], &[], false),
+                Apply("d", &[("o", true)], &[], false),
+            ],
+        );
         assert_eq!(g.dependents("o").len(), 1);
         assert!(g.dependents("o")[0].blocks("o"));
         run(&mut g, &r, &[Apply("d", &[("p", false)], &[], false)]);
         assert!(g.dependents("o").is_empty());
-        assert_eq!(g.dependents("p").iter().map(|n| n.uid.as_str()).collect::<Vec<_>>(), ["d"]);
+        assert_eq!(
+            g.dependents("p")
+                .iter()
+                .map(|n| n.uid.as_str())
+                .collect::<Vec<_>>(),
+            ["d"]
+        );
         run(&mut g, &r, &[Delete("d")]);
         assert!(g.dependents("p").is_empty());
         assert_eq!(g.len(), 2);
@@ -416,7 +538,10 @@ mod tests {
         assert!(!g.all_synced());
         g.apply_event(&r, &Event::Init);
         g.apply_event(&r, &Event::InitApply(meta("o", &[], &[], false)));
-        g.apply_event(&r, &Event::InitApply(meta("d", &[("o", false)], &[], false)));
+        g.apply_event(
+            &r,
+            &Event::InitApply(meta("d", &[("o", false)], &[], false)),
+        );
         assert!(g.is_empty(), "buffered until InitDone");
         let out = g.apply_event(&r, &Event::InitDone);
         assert!(out.is_empty(), "{out:?}");
@@ -424,7 +549,10 @@ mod tests {
         assert_eq!(g.len(), 2);
         // relist without the owner: it is gone, its dependent must be examined
         g.apply_event(&r, &Event::Init);
-        g.apply_event(&r, &Event::InitApply(meta("d", &[("o", false)], &[], false)));
+        g.apply_event(
+            &r,
+            &Event::InitApply(meta("d", &[("o", false)], &[], false)),
+        );
         let out = g.apply_event(&r, &Event::InitDone);
         assert_eq!(out, ["d"]);
         assert!(g.node("o").is_none());
@@ -444,7 +572,10 @@ mod tests {
         assert!(g.node("d").is_some());
         // the object is only removed by the resource it was seen through
         let other = resource("others");
-        assert!(g.apply_event(&other, &Event::Delete(meta("d", &[], &[], false))).is_empty());
+        assert!(
+            g.apply_event(&other, &Event::Delete(meta("d", &[], &[], false)))
+                .is_empty()
+        );
         assert!(g.node("d").is_some());
     }
 }

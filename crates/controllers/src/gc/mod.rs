@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Client;
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,11 @@ pub struct GarbageCollector {
 }
 
 /// Run the garbage collector until `shutdown` is cancelled.
-pub async fn run(client: Client, opts: &ControllerOptions, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    client: Client,
+    opts: &ControllerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let gc = Arc::new(GarbageCollector {
         client,
         graph: Mutex::new(Graph::new()),
@@ -106,7 +110,9 @@ pub async fn run(client: Client, opts: &ControllerOptions, shutdown: Cancellatio
     })
     .await;
     if synced.is_err() {
-        warn!("garbage collector: not all monitors synced in time, starting anyway (orphaning waits for them)");
+        warn!(
+            "garbage collector: not all monitors synced in time, starting anyway (orphaning waits for them)"
+        );
     }
     info!(objects = gc.graph().len(), "garbage collector: started");
 
@@ -162,7 +168,10 @@ impl GarbageCollector {
     }
 
     fn discovered(&self) -> Arc<Discovered> {
-        self.discovered.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.discovered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn enqueue(&self, uids: impl IntoIterator<Item = Uid>) {
@@ -177,8 +186,12 @@ impl GarbageCollector {
         for (gv, e) in &d.failed {
             warn!(group_version = %gv, error = %e, "garbage collector: discovery failed for group version");
         }
-        let wanted: HashMap<String, Arc<ServedResource>> =
-            d.preferred.iter().filter(|r| r.supports(&MONITOR_VERBS)).map(|r| (r.key(), r.clone())).collect();
+        let wanted: HashMap<String, Arc<ServedResource>> = d
+            .preferred
+            .iter()
+            .filter(|r| r.supports(&MONITOR_VERBS))
+            .map(|r| (r.key(), r.clone()))
+            .collect();
         *self.discovered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(d.clone());
 
         let mut monitors = self.lock_monitors();
@@ -205,7 +218,13 @@ impl GarbageCollector {
             debug!(resource = %k, "garbage collector: starting monitor");
             self.graph().add_resource(&k);
             let stop = self.shutdown.child_token();
-            monitors.insert(k, Monitor { resource: r.clone(), stop: stop.clone() });
+            monitors.insert(
+                k,
+                Monitor {
+                    resource: r.clone(),
+                    stop: stop.clone(),
+                },
+            );
             let gc = self.clone();
             tasks.spawn(async move { gc.monitor(r, stop).await });
         }
@@ -227,7 +246,9 @@ impl GarbageCollector {
                     let uids = self.graph().apply_event(&r, &ev);
                     self.enqueue(uids);
                 }
-                Some(Err(e)) => debug!(resource = %r.key(), error = %e, "garbage collector: watch error"),
+                Some(Err(e)) => {
+                    debug!(resource = %r.key(), error = %e, "garbage collector: watch error")
+                }
                 None => break,
             }
         }
@@ -270,8 +291,12 @@ impl GarbageCollector {
         };
         let meta = live.metadata;
         match decide::deleting_action(&meta) {
-            Some(DeletingAction::OrphanDependents) => return self.orphan_dependents(&node, &api).await,
-            Some(DeletingAction::DeleteDependents) => return self.delete_dependents(&node, &api).await,
+            Some(DeletingAction::OrphanDependents) => {
+                return self.orphan_dependents(&node, &api).await;
+            }
+            Some(DeletingAction::DeleteDependents) => {
+                return self.delete_dependents(&node, &api).await;
+            }
             Some(DeletingAction::Wait) => return Ok(None),
             None => {}
         }
@@ -288,19 +313,27 @@ impl GarbageCollector {
         }
         let deps = self.graph().dependents(uid);
         let dep_fg = deps.iter().any(Node::deleting_dependents);
-        let decision = decide::decide(&classified, meta.finalizers.as_deref().unwrap_or_default(), !deps.is_empty(), dep_fg);
+        let decision = decide::decide(
+            &classified,
+            meta.finalizers.as_deref().unwrap_or_default(),
+            !deps.is_empty(),
+            dep_fg,
+        );
         debug!(uid, name = %node.name, resource = %node.resource.key(), ?decision, "garbage collector: decided");
         match decision {
             Decision::Keep => Ok(None),
             Decision::RemoveReferences(uids) => {
-                self.patch_live(&api, &node, |m| decide::remove_owner_refs_patch(m, &uids)).await?;
+                self.patch_live(&api, &node, |m| decide::remove_owner_refs_patch(m, &uids))
+                    .await?;
                 Ok(None)
             }
             Decision::DeleteForeground { unblock } => {
                 if unblock {
-                    self.patch_live(&api, &node, decide::unblock_owner_refs_patch).await?;
+                    self.patch_live(&api, &node, decide::unblock_owner_refs_patch)
+                        .await?;
                 }
-                self.delete(&api, &node, &meta, PropagationPolicy::Foreground).await
+                self.delete(&api, &node, &meta, PropagationPolicy::Foreground)
+                    .await
             }
             Decision::Delete(policy) => self.delete(&api, &node, &meta, policy).await,
         }
@@ -310,7 +343,10 @@ impl GarbageCollector {
     /// cluster-scoped object naming a namespaced owner), which upstream ignores.
     async fn classify(&self, node: &Node, r: &OwnerReference) -> Result<Option<OwnerState>, Error> {
         let Some(owner) = self.discovered().resolve(&r.api_version, &r.kind) else {
-            return Err(Error::UnknownKind { api_version: r.api_version.clone(), kind: r.kind.clone() });
+            return Err(Error::UnknownKind {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+            });
         };
         if owner.namespaced && node.namespace.is_none() {
             warn!(name = %node.name, owner = %r.name, kind = %r.kind, "garbage collector: cluster-scoped object refers to a namespaced owner, ignored");
@@ -330,9 +366,19 @@ impl GarbageCollector {
         }))
     }
 
-    async fn delete(&self, api: &Api<DynamicObject>, node: &Node, meta: &ObjectMeta, policy: PropagationPolicy) -> Result<Option<Duration>, Error> {
+    async fn delete(
+        &self,
+        api: &Api<DynamicObject>,
+        node: &Node,
+        meta: &ObjectMeta,
+        policy: PropagationPolicy,
+    ) -> Result<Option<Duration>, Error> {
         info!(name = %node.name, namespace = ?node.namespace, resource = %node.resource.key(), ?policy, "garbage collector: deleting object");
-        let dp = DeleteParams { propagation_policy: Some(policy), ..DeleteParams::default() }.preconditions(Preconditions {
+        let dp = DeleteParams {
+            propagation_policy: Some(policy),
+            ..DeleteParams::default()
+        }
+        .preconditions(Preconditions {
             uid: Some(node.uid.clone()),
             resource_version: meta.resource_version.clone(),
         });
@@ -348,7 +394,12 @@ impl GarbageCollector {
     }
 
     /// Read-modify-patch of a node's live metadata, retried on conflicts.
-    async fn patch_live(&self, api: &Api<DynamicObject>, node: &Node, make: impl Fn(&ObjectMeta) -> Option<Value>) -> Result<Patched, Error> {
+    async fn patch_live(
+        &self,
+        api: &Api<DynamicObject>,
+        node: &Node,
+        make: impl Fn(&ObjectMeta) -> Option<Value>,
+    ) -> Result<Patched, Error> {
         for _ in 0..PATCH_ATTEMPTS {
             let Some(live) = api.get_metadata_opt(&node.name).await? else {
                 return Ok(Patched::Gone);
@@ -359,18 +410,29 @@ impl GarbageCollector {
             let Some(patch) = make(&live.metadata) else {
                 return Ok(Patched::Done);
             };
-            match api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(Patched::Done),
                 Err(e) if is_not_found(&e) => return Ok(Patched::Gone),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Conflict(format!("{} {}", node.resource.key(), node.name)))
+        Err(Error::Conflict(format!(
+            "{} {}",
+            node.resource.key(),
+            node.name
+        )))
     }
 
     /// Orphan policy: release every dependent, then drop the `orphan` finalizer.
-    async fn orphan_dependents(&self, owner: &Node, owner_api: &Api<DynamicObject>) -> Result<Option<Duration>, Error> {
+    async fn orphan_dependents(
+        &self,
+        owner: &Node,
+        owner_api: &Api<DynamicObject>,
+    ) -> Result<Option<Duration>, Error> {
         if !self.graph().all_synced() {
             // An unsynced monitor may hide dependents that would be deleted as dangling.
             return Ok(Some(UNSYNCED_RETRY));
@@ -395,13 +457,20 @@ impl GarbageCollector {
             return Err(Error::Several(errors.join("; ")));
         }
         info!(name = %owner.name, namespace = ?owner.namespace, resource = %owner.resource.key(), "garbage collector: dependents orphaned");
-        self.patch_live(owner_api, owner, |m| decide::remove_finalizer_patch(m, ORPHAN_FINALIZER)).await?;
+        self.patch_live(owner_api, owner, |m| {
+            decide::remove_finalizer_patch(m, ORPHAN_FINALIZER)
+        })
+        .await?;
         Ok(None)
     }
 
     /// Foreground policy: wait until no blocking dependent remains, then drop the
     /// `foregroundDeletion` finalizer. Dependents are queued to be deleted.
-    async fn delete_dependents(&self, owner: &Node, owner_api: &Api<DynamicObject>) -> Result<Option<Duration>, Error> {
+    async fn delete_dependents(
+        &self,
+        owner: &Node,
+        owner_api: &Api<DynamicObject>,
+    ) -> Result<Option<Duration>, Error> {
         let deps = self.graph().dependents(&owner.uid);
         let blocking = deps.iter().filter(|d| d.blocks(&owner.uid)).count();
         if blocking == 0 {
@@ -409,11 +478,18 @@ impl GarbageCollector {
                 return Ok(Some(UNSYNCED_RETRY));
             }
             info!(name = %owner.name, namespace = ?owner.namespace, resource = %owner.resource.key(), "garbage collector: no blocking dependents left, finishing foreground deletion");
-            self.patch_live(owner_api, owner, |m| decide::remove_finalizer_patch(m, FOREGROUND_FINALIZER)).await?;
+            self.patch_live(owner_api, owner, |m| {
+                decide::remove_finalizer_patch(m, FOREGROUND_FINALIZER)
+            })
+            .await?;
             return Ok(None);
         }
         debug!(name = %owner.name, blocking, "garbage collector: waiting for blocking dependents");
-        self.enqueue(deps.into_iter().filter(|d| !d.deleting_dependents()).map(|d| d.uid));
+        self.enqueue(
+            deps.into_iter()
+                .filter(|d| !d.deleting_dependents())
+                .map(|d| d.uid),
+        );
         Ok(Some(WAITING_RECHECK))
     }
 }

@@ -15,13 +15,28 @@ pub const CONTENT_REMAINING: &str = "NamespaceContentRemaining";
 pub const FINALIZERS_REMAINING: &str = "NamespaceFinalizersRemaining";
 
 /// The condition types the controller maintains, in upstream's order.
-pub const CONDITION_TYPES: [&str; 5] = [DISCOVERY_FAILURE, GV_PARSING_FAILURE, CONTENT_FAILURE, CONTENT_REMAINING, FINALIZERS_REMAINING];
+pub const CONDITION_TYPES: [&str; 5] = [
+    DISCOVERY_FAILURE,
+    GV_PARSING_FAILURE,
+    CONTENT_FAILURE,
+    CONTENT_REMAINING,
+    FINALIZERS_REMAINING,
+];
 
 fn ok_reason_message(t: &str) -> (&'static str, &'static str) {
     match t {
-        DISCOVERY_FAILURE => ("ResourcesDiscovered", "All resources successfully discovered"),
-        GV_PARSING_FAILURE => ("ParsedGroupVersions", "All legacy kube types successfully parsed"),
-        CONTENT_FAILURE => ("ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+        DISCOVERY_FAILURE => (
+            "ResourcesDiscovered",
+            "All resources successfully discovered",
+        ),
+        GV_PARSING_FAILURE => (
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed",
+        ),
+        CONTENT_FAILURE => (
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization",
+        ),
         _ => ("ContentRemoved", "All content successfully removed"),
     }
 }
@@ -48,26 +63,47 @@ pub fn desired(f: &Findings) -> Vec<Desired> {
         .iter()
         .map(|&t| {
             let failure = match t {
-                DISCOVERY_FAILURE => f.discovery_failure.clone().map(|m| ("DiscoveryFailed".to_string(), m)),
+                DISCOVERY_FAILURE => f
+                    .discovery_failure
+                    .clone()
+                    .map(|m| ("DiscoveryFailed".to_string(), m)),
                 CONTENT_FAILURE if !f.content_errors.is_empty() => {
                     let mut msgs = f.content_errors.clone();
                     msgs.sort();
                     Some((
                         "ContentDeletionFailed".to_string(),
-                        format!("Failed to delete all resource types, {} remaining: {}", msgs.len(), msgs.join(", ")),
+                        format!(
+                            "Failed to delete all resource types, {} remaining: {}",
+                            msgs.len(),
+                            msgs.join(", ")
+                        ),
                     ))
                 }
                 CONTENT_REMAINING if f.remaining.values().any(|n| *n > 0) => {
-                    let mut items: Vec<String> =
-                        f.remaining.iter().filter(|(_, n)| **n > 0).map(|(gr, n)| format!("{gr} has {n} resource instances")).collect();
+                    let mut items: Vec<String> = f
+                        .remaining
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(gr, n)| format!("{gr} has {n} resource instances"))
+                        .collect();
                     items.sort();
-                    Some(("SomeResourcesRemain".to_string(), format!("Some resources are remaining: {}", items.join(", "))))
+                    Some((
+                        "SomeResourcesRemain".to_string(),
+                        format!("Some resources are remaining: {}", items.join(", ")),
+                    ))
                 }
                 FINALIZERS_REMAINING if f.finalizers.values().any(|n| *n > 0) => {
-                    let mut items: Vec<String> =
-                        f.finalizers.iter().filter(|(_, n)| **n > 0).map(|(fin, n)| format!("{fin} in {n} resource instances")).collect();
+                    let mut items: Vec<String> = f
+                        .finalizers
+                        .iter()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(fin, n)| format!("{fin} in {n} resource instances"))
+                        .collect();
                     items.sort();
-                    Some(("SomeFinalizerRemain".to_string(), format!("Some finalizers are remaining: {}", items.join(", "))))
+                    Some((
+                        "SomeFinalizerRemain".to_string(),
+                        format!("Some finalizers are remaining: {}", items.join(", ")),
+                    ))
                 }
                 _ => None,
             };
@@ -83,7 +119,11 @@ pub fn desired(f: &Findings) -> Vec<Desired> {
 }
 
 /// Merge the desired conditions into `existing`; `None` when nothing changes.
-pub fn merge(existing: &[NamespaceCondition], desired: &[Desired], now: &Time) -> Option<Vec<NamespaceCondition>> {
+pub fn merge(
+    existing: &[NamespaceCondition],
+    desired: &[Desired],
+    now: &Time,
+) -> Option<Vec<NamespaceCondition>> {
     let mut out = existing.to_vec();
     let mut changed = false;
     for (t, status, reason, message) in desired {
@@ -99,7 +139,10 @@ pub fn merge(existing: &[NamespaceCondition], desired: &[Desired], now: &Time) -
                 changed = true;
             }
             Some(c) => {
-                if c.status != *status || c.reason.as_deref() != Some(reason) || c.message.as_deref() != Some(message) {
+                if c.status != *status
+                    || c.reason.as_deref() != Some(reason)
+                    || c.message.as_deref() != Some(message)
+                {
                     if c.status != *status {
                         c.last_transition_time = Some(now.clone());
                     }
@@ -134,28 +177,107 @@ mod tests {
         let failing = Findings {
             discovery_failure: Some("Discovery failed for some groups, 1 failing: x".into()),
             content_errors: vec!["zeta failed".into(), "alpha failed".into()],
-            remaining: BTreeMap::from([("pods.".to_string(), 2), ("widgets.example.com".to_string(), 1), ("empty.".to_string(), 0)]),
+            remaining: BTreeMap::from([
+                ("pods.".to_string(), 2),
+                ("widgets.example.com".to_string(), 1),
+                ("empty.".to_string(), 0),
+            ]),
             finalizers: BTreeMap::from([("example.com/x".to_string(), 3)]),
         };
         let cases: Vec<(&Findings, &str, (&str, &str, &str))> = vec![
-            (&all_ok, DISCOVERY_FAILURE, ("False", "ResourcesDiscovered", "All resources successfully discovered")),
-            (&all_ok, GV_PARSING_FAILURE, ("False", "ParsedGroupVersions", "All legacy kube types successfully parsed")),
-            (&all_ok, CONTENT_FAILURE, ("False", "ContentDeleted", "All content successfully deleted, may be waiting on finalization")),
-            (&all_ok, CONTENT_REMAINING, ("False", "ContentRemoved", "All content successfully removed")),
-            (&all_ok, FINALIZERS_REMAINING, ("False", "ContentRemoved", "All content successfully removed")),
-            (&failing, DISCOVERY_FAILURE, ("True", "DiscoveryFailed", "Discovery failed for some groups, 1 failing: x")),
-            (&failing, CONTENT_FAILURE, ("True", "ContentDeletionFailed", "Failed to delete all resource types, 2 remaining: alpha failed, zeta failed")),
+            (
+                &all_ok,
+                DISCOVERY_FAILURE,
+                (
+                    "False",
+                    "ResourcesDiscovered",
+                    "All resources successfully discovered",
+                ),
+            ),
+            (
+                &all_ok,
+                GV_PARSING_FAILURE,
+                (
+                    "False",
+                    "ParsedGroupVersions",
+                    "All legacy kube types successfully parsed",
+                ),
+            ),
+            (
+                &all_ok,
+                CONTENT_FAILURE,
+                (
+                    "False",
+                    "ContentDeleted",
+                    "All content successfully deleted, may be waiting on finalization",
+                ),
+            ),
+            (
+                &all_ok,
+                CONTENT_REMAINING,
+                (
+                    "False",
+                    "ContentRemoved",
+                    "All content successfully removed",
+                ),
+            ),
+            (
+                &all_ok,
+                FINALIZERS_REMAINING,
+                (
+                    "False",
+                    "ContentRemoved",
+                    "All content successfully removed",
+                ),
+            ),
+            (
+                &failing,
+                DISCOVERY_FAILURE,
+                (
+                    "True",
+                    "DiscoveryFailed",
+                    "Discovery failed for some groups, 1 failing: x",
+                ),
+            ),
+            (
+                &failing,
+                CONTENT_FAILURE,
+                (
+                    "True",
+                    "ContentDeletionFailed",
+                    "Failed to delete all resource types, 2 remaining: alpha failed, zeta failed",
+                ),
+            ),
             (
                 &failing,
                 CONTENT_REMAINING,
-                ("True", "SomeResourcesRemain", "Some resources are remaining: pods. has 2 resource instances, widgets.example.com has 1 resource instances"),
+                (
+                    "True",
+                    "SomeResourcesRemain",
+                    "Some resources are remaining: pods. has 2 resource instances, widgets.example.com has 1 resource instances",
+                ),
             ),
-            (&failing, FINALIZERS_REMAINING, ("True", "SomeFinalizerRemain", "Some finalizers are remaining: example.com/x in 3 resource instances")),
+            (
+                &failing,
+                FINALIZERS_REMAINING,
+                (
+                    "True",
+                    "SomeFinalizerRemain",
+                    "Some finalizers are remaining: example.com/x in 3 resource instances",
+                ),
+            ),
         ];
         for (f, ty, (s, r, m)) in cases {
-            assert_eq!(status_of(&desired(f), ty), (s.to_string(), r.to_string(), m.to_string()), "{ty}");
+            assert_eq!(
+                status_of(&desired(f), ty),
+                (s.to_string(), r.to_string(), m.to_string()),
+                "{ty}"
+            );
         }
-        assert_eq!(desired(&all_ok).iter().map(|d| d.0).collect::<Vec<_>>(), CONDITION_TYPES);
+        assert_eq!(
+            desired(&all_ok).iter().map(|d| d.0).collect::<Vec<_>>(),
+            CONDITION_TYPES
+        );
     }
 
     #[test]
@@ -166,24 +288,54 @@ mod tests {
         // same findings later: no change
         assert_eq!(merge(&first, &desired(&Findings::default()), &t(200)), None);
         // content appears: only that condition flips, with a new transition time
-        let f = Findings { remaining: BTreeMap::from([("configmaps.".to_string(), 1)]), ..Default::default() };
+        let f = Findings {
+            remaining: BTreeMap::from([("configmaps.".to_string(), 1)]),
+            ..Default::default()
+        };
         let second = merge(&first, &desired(&f), &t(300)).expect("changed");
-        let c = second.iter().find(|c| c.type_ == CONTENT_REMAINING).expect("present");
-        assert_eq!((c.status.as_str(), c.last_transition_time.clone()), ("True", Some(t(300))));
-        let d = second.iter().find(|c| c.type_ == DISCOVERY_FAILURE).expect("present");
+        let c = second
+            .iter()
+            .find(|c| c.type_ == CONTENT_REMAINING)
+            .expect("present");
+        assert_eq!(
+            (c.status.as_str(), c.last_transition_time.clone()),
+            ("True", Some(t(300)))
+        );
+        let d = second
+            .iter()
+            .find(|c| c.type_ == DISCOVERY_FAILURE)
+            .expect("present");
         assert_eq!(d.last_transition_time, Some(t(100)));
         // message change without status flip keeps the transition time
-        let f2 = Findings { remaining: BTreeMap::from([("configmaps.".to_string(), 2)]), ..Default::default() };
+        let f2 = Findings {
+            remaining: BTreeMap::from([("configmaps.".to_string(), 2)]),
+            ..Default::default()
+        };
         let third = merge(&second, &desired(&f2), &t(400)).expect("message changed");
-        let c = third.iter().find(|c| c.type_ == CONTENT_REMAINING).expect("present");
+        let c = third
+            .iter()
+            .find(|c| c.type_ == CONTENT_REMAINING)
+            .expect("present");
         assert_eq!(c.last_transition_time, Some(t(300)));
-        assert_eq!(c.message.as_deref(), Some("Some resources are remaining: configmaps. has 2 resource instances"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("Some resources are remaining: configmaps. has 2 resource instances")
+        );
     }
 
     #[test]
     fn merge_preserves_foreign_conditions() {
-        let foreign = NamespaceCondition { type_: "Other".into(), status: "True".into(), ..Default::default() };
-        let out = merge(std::slice::from_ref(&foreign), &desired(&Findings::default()), &t(1)).expect("added");
+        let foreign = NamespaceCondition {
+            type_: "Other".into(),
+            status: "True".into(),
+            ..Default::default()
+        };
+        let out = merge(
+            std::slice::from_ref(&foreign),
+            &desired(&Findings::default()),
+            &t(1),
+        )
+        .expect("added");
         assert_eq!(out[0], foreign);
         assert_eq!(out.len(), 6);
     }

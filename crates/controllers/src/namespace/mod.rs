@@ -65,8 +65,17 @@ pub struct ResourceOutcome {
 
 /// Judge the objects still listed after deleting: `finalizers` holds each remaining
 /// object's finalizers, `estimate` the grace estimate for the resource.
-pub fn judge_remaining(namespace: &str, resource: &str, finalizers: &[Vec<String>], estimate: u64) -> ResourceOutcome {
-    let mut out = ResourceOutcome { estimate_seconds: estimate, remaining: finalizers.len(), ..Default::default() };
+pub fn judge_remaining(
+    namespace: &str,
+    resource: &str,
+    finalizers: &[Vec<String>],
+    estimate: u64,
+) -> ResourceOutcome {
+    let mut out = ResourceOutcome {
+        estimate_seconds: estimate,
+        remaining: finalizers.len(),
+        ..Default::default()
+    };
     if finalizers.is_empty() {
         return out;
     }
@@ -75,7 +84,9 @@ pub fn judge_remaining(namespace: &str, resource: &str, finalizers: &[Vec<String
     }
     if estimate == 0 {
         if out.finalizers.is_empty() {
-            out.error = Some(format!("unexpected items still remain in namespace: {namespace} for gvr: {resource}"));
+            out.error = Some(format!(
+                "unexpected items still remain in namespace: {namespace} for gvr: {resource}"
+            ));
         } else {
             out.estimate_seconds = FINALIZER_ESTIMATE_SECONDS;
         }
@@ -85,7 +96,11 @@ pub fn judge_remaining(namespace: &str, resource: &str, finalizers: &[Vec<String
 
 /// Longest termination grace period of the non-terminal pods (`None` = default 30 s),
 /// or 0 once that long has passed since the namespace's deletion.
-pub fn pod_estimate(pods: &[(Option<&str>, Option<i64>)], namespace_deleted: Timestamp, now: Timestamp) -> u64 {
+pub fn pod_estimate(
+    pods: &[(Option<&str>, Option<i64>)],
+    namespace_deleted: Timestamp,
+    now: Timestamp,
+) -> u64 {
     let estimate = pods
         .iter()
         .filter(|(phase, _)| !matches!(phase, Some("Succeeded") | Some("Failed")))
@@ -98,7 +113,11 @@ pub fn pod_estimate(pods: &[(Option<&str>, Option<i64>)], namespace_deleted: Tim
 
 /// `spec.finalizers` after this controller is done: without [`FINALIZER`], sorted, unique.
 pub fn finalized_spec(finalizers: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let mut v: Vec<String> = finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     v.sort();
     v.dedup();
     v
@@ -122,12 +141,23 @@ impl Context {
 }
 
 /// Run the namespace controller until `shutdown` is cancelled.
-pub async fn run(client: Client, opts: &ControllerOptions, shutdown: CancellationToken) -> Result<(), Error> {
-    let ctx = Arc::new(Context { client: client.clone(), backoff: opts.backoff, failures: Mutex::new(HashMap::new()) });
+pub async fn run(
+    client: Client,
+    opts: &ControllerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        backoff: opts.backoff,
+        failures: Mutex::new(HashMap::new()),
+    });
     let api: Api<Namespace> = Api::all(client);
     info!("namespace controller: started");
     Controller::new(api, watcher::Config::default())
-        .with_config(Config::default().concurrency(u16::try_from(opts.namespace_workers.max(1)).unwrap_or(u16::MAX)))
+        .with_config(
+            Config::default()
+                .concurrency(u16::try_from(opts.namespace_workers.max(1)).unwrap_or(u16::MAX)),
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -183,41 +213,72 @@ pub async fn sync_namespace(client: &Client, name: &str) -> Result<Outcome, Erro
     }
     // Make sure the phase says Terminating.
     if ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating") {
-        ns = match write_namespace(&api, ns, |n| {
-            n.status.get_or_insert_with(NamespaceStatus::default).phase = Some("Terminating".into());
-            true
-        }, |api, n| async move { api.replace_status(&n.name_any(), &PostParams::default(), &n).await })
+        ns = match write_namespace(
+            &api,
+            ns,
+            |n| {
+                n.status.get_or_insert_with(NamespaceStatus::default).phase =
+                    Some("Terminating".into());
+                true
+            },
+            |api, n| async move {
+                api.replace_status(&n.name_any(), &PostParams::default(), &n)
+                    .await
+            },
+        )
         .await?
         {
             Some(n) => n,
             None => return Ok(Outcome::Done),
         };
     }
-    let has_ours = |n: &Namespace| n.spec.as_ref().and_then(|s| s.finalizers.as_ref()).is_some_and(|f| f.iter().any(|x| x == FINALIZER));
+    let has_ours = |n: &Namespace| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.finalizers.as_ref())
+            .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+    };
     if !has_ours(&ns) {
         return Ok(Outcome::Done);
     }
 
     let estimate = delete_all_content(client, &api, &mut ns).await?;
     if estimate > 0 {
-        return Ok(Outcome::Remaining { estimate_seconds: estimate });
+        return Ok(Outcome::Remaining {
+            estimate_seconds: estimate,
+        });
     }
 
     info!(namespace = %name, "namespace controller: content removed, finalizing");
-    write_namespace(&api, ns, |n| {
-        if !has_ours(n) {
-            return false;
-        }
-        let spec = n.spec.get_or_insert_with(Default::default);
-        spec.finalizers = Some(finalized_spec(spec.finalizers.as_deref().unwrap_or_default()));
-        true
-    }, |api, n| async move { api.replace_subresource("finalize", &n.name_any(), &PostParams::default(), &n).await })
+    write_namespace(
+        &api,
+        ns,
+        |n| {
+            if !has_ours(n) {
+                return false;
+            }
+            let spec = n.spec.get_or_insert_with(Default::default);
+            spec.finalizers = Some(finalized_spec(
+                spec.finalizers.as_deref().unwrap_or_default(),
+            ));
+            true
+        },
+        |api, n| async move {
+            api.replace_subresource("finalize", &n.name_any(), &PostParams::default(), &n)
+                .await
+        },
+    )
     .await?;
     Ok(Outcome::Done)
 }
 
 /// Apply `edit` and write with `put`, re-reading on conflicts. `Ok(None)`: namespace gone.
-async fn write_namespace<E, P, F>(api: &Api<Namespace>, mut ns: Namespace, edit: E, put: P) -> Result<Option<Namespace>, Error>
+async fn write_namespace<E, P, F>(
+    api: &Api<Namespace>,
+    mut ns: Namespace,
+    edit: E,
+    put: P,
+) -> Result<Option<Namespace>, Error>
 where
     E: Fn(&mut Namespace) -> bool,
     P: Fn(Api<Namespace>, Namespace) -> F,
@@ -245,21 +306,36 @@ where
 }
 
 /// Delete everything in the namespace, record the conditions, return the estimate.
-async fn delete_all_content(client: &Client, api: &Api<Namespace>, ns: &mut Namespace) -> Result<u64, Error> {
+async fn delete_all_content(
+    client: &Client,
+    api: &Api<Namespace>,
+    ns: &mut Namespace,
+) -> Result<u64, Error> {
     let name = ns.name_any();
-    let deleted_at = ns.metadata.deletion_timestamp.as_ref().map_or(Timestamp::now(), |t| t.0);
+    let deleted_at = ns
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(Timestamp::now(), |t| t.0);
     let mut findings = Findings::default();
     let resources: Vec<Arc<ServedResource>> = match discover(client).await {
         Ok(d) => {
             if !d.failed.is_empty() {
-                let groups: Vec<String> = d.failed.iter().map(|(gv, e)| format!("{gv}: {e}")).collect();
+                let groups: Vec<String> = d
+                    .failed
+                    .iter()
+                    .map(|(gv, e)| format!("{gv}: {e}"))
+                    .collect();
                 findings.discovery_failure = Some(format!(
                     "Discovery failed for some groups, {} failing: unable to retrieve the complete list of server APIs: {}",
                     d.failed.len(),
                     groups.join(", ")
                 ));
             }
-            d.preferred.into_iter().filter(|r| r.namespaced && r.supports(&["delete"])).collect()
+            d.preferred
+                .into_iter()
+                .filter(|r| r.namespaced && r.supports(&["delete"]))
+                .collect()
         }
         Err(e) => {
             findings.discovery_failure = Some(e.to_string());
@@ -292,14 +368,30 @@ async fn delete_all_content(client: &Client, api: &Api<Namespace>, ns: &mut Name
         }
     }
 
-    let existing = ns.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    if let Some(new) = conditions::merge(&existing, &conditions::desired(&findings), &Time(Timestamp::now())) {
+    let existing = ns
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if let Some(new) = conditions::merge(
+        &existing,
+        &conditions::desired(&findings),
+        &Time(Timestamp::now()),
+    ) {
         let mut updated = ns.clone();
-        updated.status.get_or_insert_with(NamespaceStatus::default).conditions = Some(new);
-        match api.replace_status(&name, &PostParams::default(), &updated).await {
+        updated
+            .status
+            .get_or_insert_with(NamespaceStatus::default)
+            .conditions = Some(new);
+        match api
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
             Ok(n) => *ns = n,
             // Like upstream: a failed condition update does not stop the deletion.
-            Err(e) => debug!(namespace = %name, error = %e, "namespace controller: status update failed"),
+            Err(e) => {
+                debug!(namespace = %name, error = %e, "namespace controller: status update failed")
+            }
         }
     }
 
@@ -312,9 +404,20 @@ async fn delete_all_content(client: &Client, api: &Api<Namespace>, ns: &mut Name
 }
 
 /// Delete one resource's objects in the namespace and look at what is left.
-async fn delete_resource_content(client: &Client, r: &ServedResource, namespace: &str, deleted_at: Timestamp) -> ResourceOutcome {
-    let gvr = format!("{}/{}, Resource={}", r.api.group, r.api.version, r.api.plural);
-    let fail = |e: String| ResourceOutcome { error: Some(e), ..Default::default() };
+async fn delete_resource_content(
+    client: &Client,
+    r: &ServedResource,
+    namespace: &str,
+    deleted_at: Timestamp,
+) -> ResourceOutcome {
+    let gvr = format!(
+        "{}/{}, Resource={}",
+        r.api.group, r.api.version, r.api.plural
+    );
+    let fail = |e: String| ResourceOutcome {
+        error: Some(e),
+        ..Default::default()
+    };
     let mut estimate = 0;
     if r.api.group.is_empty() && r.api.plural == "pods" {
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -326,26 +429,38 @@ async fn delete_resource_content(client: &Client, r: &ServedResource, namespace:
                     .map(|p| {
                         (
                             p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                            p.spec.as_ref().and_then(|s| s.termination_grace_period_seconds),
+                            p.spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds),
                         )
                     })
                     .collect();
                 estimate = pod_estimate(&facts, deleted_at, Timestamp::now());
             }
-            Err(e) => return fail(format!("failed to estimate pod termination in {namespace}: {e}")),
+            Err(e) => {
+                return fail(format!(
+                    "failed to estimate pod termination in {namespace}: {e}"
+                ));
+            }
         }
     }
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &r.api);
     let mut each = !r.supports(&["deletecollection"]);
     if !each {
-        match api.delete_collection(&DeleteParams::background(), &ListParams::default()).await {
+        match api
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_not_found(&e) || is_method_not_supported(&e) => each = true,
             Err(e) => return fail(format!("failed to delete {gvr} in {namespace}: {e}")),
         }
     }
     if !r.supports(&["list"]) {
-        return ResourceOutcome { estimate_seconds: estimate, ..Default::default() };
+        return ResourceOutcome {
+            estimate_seconds: estimate,
+            ..Default::default()
+        };
     }
     if each {
         match api.list_metadata(&ListParams::default()).await {
@@ -355,20 +470,34 @@ async fn delete_resource_content(client: &Client, r: &ServedResource, namespace:
                     match api.delete(&n, &DeleteParams::background()).await {
                         Ok(_) => {}
                         Err(e) if is_not_found(&e) || is_method_not_supported(&e) => {}
-                        Err(e) => return fail(format!("failed to delete {gvr} {n} in {namespace}: {e}")),
+                        Err(e) => {
+                            return fail(format!("failed to delete {gvr} {n} in {namespace}: {e}"));
+                        }
                     }
                 }
             }
-            Err(e) if is_not_found(&e) || is_method_not_supported(&e) => return ResourceOutcome { estimate_seconds: estimate, ..Default::default() },
+            Err(e) if is_not_found(&e) || is_method_not_supported(&e) => {
+                return ResourceOutcome {
+                    estimate_seconds: estimate,
+                    ..Default::default()
+                };
+            }
             Err(e) => return fail(format!("failed to list {gvr} in {namespace}: {e}")),
         }
     }
     match api.list_metadata(&ListParams::default()).await {
         Ok(list) => {
-            let fins: Vec<Vec<String>> = list.items.into_iter().map(|o| o.metadata.finalizers.unwrap_or_default()).collect();
+            let fins: Vec<Vec<String>> = list
+                .items
+                .into_iter()
+                .map(|o| o.metadata.finalizers.unwrap_or_default())
+                .collect();
             judge_remaining(namespace, &gvr, &fins, estimate)
         }
-        Err(e) if is_not_found(&e) || is_method_not_supported(&e) => ResourceOutcome { estimate_seconds: estimate, ..Default::default() },
+        Err(e) if is_not_found(&e) || is_method_not_supported(&e) => ResourceOutcome {
+            estimate_seconds: estimate,
+            ..Default::default()
+        },
         Err(e) => fail(format!("failed to list {gvr} in {namespace}: {e}")),
     }
 }
@@ -385,14 +514,27 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    /// (finalizers of remaining objects, estimate, (estimate, remaining, finalizer counts, error))
+    type JudgeCase = (
+        Vec<Vec<&'static str>>,
+        u64,
+        (u64, usize, Vec<(&'static str, usize)>, bool),
+    );
+    /// (phase, terminationGracePeriodSeconds) of each pod
+    type PodFacts = Vec<(Option<&'static str>, Option<i64>)>;
+
     #[test]
     fn judge_remaining_table() {
-        let cases: Vec<(Vec<Vec<&str>>, u64, (u64, usize, Vec<(&str, usize)>, bool))> = vec![
+        let cases: Vec<JudgeCase> = vec![
             (vec![], 0, (0, 0, vec![], false)),
             (vec![], 20, (20, 0, vec![], false)),
             (vec![vec![]], 0, (0, 1, vec![], true)),
             (vec![vec![]], 12, (12, 1, vec![], false)),
-            (vec![vec!["a"], vec!["a", "b"], vec![]], 0, (15, 3, vec![("a", 2), ("b", 1)], false)),
+            (
+                vec![vec!["a"], vec!["a", "b"], vec![]],
+                0,
+                (15, 3, vec![("a", 2), ("b", 1)], false),
+            ),
             (vec![vec!["a"]], 40, (40, 1, vec![("a", 1)], false)),
         ];
         for (fins, est, (want_est, want_rem, want_fins, want_err)) in cases {
@@ -400,12 +542,22 @@ mod tests {
             let o = judge_remaining("ns", "/v1, Resource=configmaps", &fins, est);
             assert_eq!(o.estimate_seconds, want_est, "{fins:?} {est}");
             assert_eq!(o.remaining, want_rem);
-            assert_eq!(o.finalizers, want_fins.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>());
+            assert_eq!(
+                o.finalizers,
+                want_fins
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect::<BTreeMap<_, _>>()
+            );
             assert_eq!(o.error.is_some(), want_err, "{fins:?} {est}");
         }
         assert_eq!(
-            judge_remaining("ns", "/v1, Resource=configmaps", &[vec![]], 0).error.as_deref(),
-            Some("unexpected items still remain in namespace: ns for gvr: /v1, Resource=configmaps")
+            judge_remaining("ns", "/v1, Resource=configmaps", &[vec![]], 0)
+                .error
+                .as_deref(),
+            Some(
+                "unexpected items still remain in namespace: ns for gvr: /v1, Resource=configmaps"
+            )
         );
     }
 
@@ -413,16 +565,24 @@ mod tests {
     fn pod_estimate_table() {
         let t0 = Timestamp::from_second(1_000).expect("ts");
         let at = |s: i64| Timestamp::from_second(1_000 + s).expect("ts");
-        let cases: Vec<(Vec<(Option<&str>, Option<i64>)>, i64, u64)> = vec![
+        let cases: Vec<(PodFacts, i64, u64)> = vec![
             (vec![], 0, 0),
             (vec![(Some("Running"), Some(10))], 0, 10),
             (vec![(Some("Running"), Some(10))], 10, 0),
             (vec![(Some("Running"), Some(10)), (None, None)], 5, 30),
-            (vec![(Some("Succeeded"), Some(90)), (Some("Failed"), None)], 0, 0),
+            (
+                vec![(Some("Succeeded"), Some(90)), (Some("Failed"), None)],
+                0,
+                0,
+            ),
             (vec![(Some("Pending"), Some(-5))], 0, 0),
         ];
         for (pods, elapsed, want) in cases {
-            assert_eq!(pod_estimate(&pods, t0, at(elapsed)), want, "{pods:?} after {elapsed}s");
+            assert_eq!(
+                pod_estimate(&pods, t0, at(elapsed)),
+                want,
+                "{pods:?} after {elapsed}s"
+            );
         }
     }
 
@@ -431,7 +591,10 @@ mod tests {
         let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
             (vec!["kubernetes"], vec![]),
             (vec![], vec![]),
-            (vec!["z.io/x", "kubernetes", "a.io/y", "a.io/y"], vec!["a.io/y", "z.io/x"]),
+            (
+                vec!["z.io/x", "kubernetes", "a.io/y", "a.io/y"],
+                vec!["a.io/y", "z.io/x"],
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(finalized_spec(&s(&input)), s(&want), "{input:?}");
