@@ -34,6 +34,9 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiRes
     if errs.is_empty() {
         return Ok(());
     }
+    if let Some(e) = errs.iter().find(|e| e.kind == api::validation::FieldErrorType::TypeInvalid && e.field.is_empty()) {
+        return Err(ApiError::bad_request(e.detail.clone()));
+    }
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let mut err = ApiError::new(
         422,

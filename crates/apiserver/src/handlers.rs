@@ -648,6 +648,7 @@ pub async fn create(
     registry::init_metadata(&mut obj, info, &r.namespace)?;
     strategy::prepare_create(info, &mut obj);
     crate::adapters::apply_defaults(info, &mut obj);
+    api::validation::apply_admission_defaults(&info.group, &info.kind, &mut obj);
     crate::adapters::validate(info, &obj, None)?;
     crate::custom::validate_custom(server, info, &obj)?;
     check_namespace(server, info, &r.namespace).await?;
@@ -744,6 +745,10 @@ where
             if !rv.is_empty() && Some(rv) != old["metadata"]["resourceVersion"].as_str() {
                 return Err(ApiError::modified(&info.plural, &info.group, &name));
             }
+        }
+        // An unconditional update acts on the current version (as upstream's store does).
+        if new["metadata"]["resourceVersion"].as_str().is_none_or(str::is_empty) && new["metadata"].is_object() {
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         }
         if let Some(uid) = new["metadata"]["uid"].as_str() {
             if !uid.is_empty() && Some(uid) != old["metadata"]["uid"].as_str() {

@@ -13,7 +13,7 @@
 
 mod apps;
 mod batch;
-mod core;
+mod core_v1;
 mod defaults;
 mod meta;
 mod pod;
@@ -24,6 +24,8 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+pub use batch::parse_cron;
+pub use core_v1::{MAX_SECRET_SIZE, NODE_PORT_RANGE};
 pub use defaults::{apply_admission_defaults, apply_defaults, generate_job_selector};
 pub use meta::{
     validate_annotations, validate_label_selector, validate_labels, validate_object_meta_value,
@@ -483,13 +485,13 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("apps", "StatefulSet") => apps::validate_stateful_set(obj, old),
         ("batch", "Job") => batch::validate_job(obj, old),
         ("batch", "CronJob") => batch::validate_cron_job(obj, old),
-        ("", "Service") => core::validate_service(obj, old),
-        ("", "Namespace") => core::validate_namespace(obj, old),
-        ("", "Node") => core::validate_node(obj, old),
-        ("", "ConfigMap") => core::validate_config_map(obj, old),
-        ("", "Secret") => core::validate_secret(obj, old),
-        ("", "Event") | ("events.k8s.io", "Event") => core::validate_event(group, obj, old),
-        ("coordination.k8s.io", "Lease") => core::validate_lease(obj, old),
+        ("", "Service") => core_v1::validate_service(obj, old),
+        ("", "Namespace") => core_v1::validate_namespace(obj, old),
+        ("", "Node") => core_v1::validate_node(obj, old),
+        ("", "ConfigMap") => core_v1::validate_config_map(obj, old),
+        ("", "Secret") => core_v1::validate_secret(obj, old),
+        ("", "Event") | ("events.k8s.io", "Event") => core_v1::validate_event(group, obj, old),
+        ("coordination.k8s.io", "Lease") => core_v1::validate_lease(obj, old),
         _ => meta::validate_generic(group, kind, obj, old),
     };
     result.unwrap_or_else(|errs| errs)

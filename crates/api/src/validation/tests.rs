@@ -1027,7 +1027,7 @@ fn rejections_table() {
     }
 }
 
-const MAX_SECRET: usize = core::MAX_SECRET_SIZE;
+const MAX_SECRET: usize = core_v1::MAX_SECRET_SIZE;
 
 #[test]
 fn exact_messages_for_common_mistakes() {

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::core::{DynamicObject, PartialObjectMeta};
@@ -83,6 +84,8 @@ impl Node {
 #[derive(Default)]
 struct ResourceState {
     synced: bool,
+    /// When tracking started (for giving up on a resource that never lists).
+    added: Option<Instant>,
     uids: HashSet<Uid>,
     /// Objects of a relist in progress (between `Init` and `InitDone`).
     buffer: Option<Vec<Node>>,
@@ -102,8 +105,12 @@ impl Graph {
     }
 
     /// Start tracking a resource (not synced until its first list completes).
-    pub fn add_resource(&mut self, key: &str) {
-        self.resources.entry(key.to_string()).or_default();
+    pub fn add_resource(&mut self, key: &str, now: Instant) {
+        self.resources
+            .entry(key.to_string())
+            .or_default()
+            .added
+            .get_or_insert(now);
     }
 
     /// Stop tracking a resource: its objects leave the graph. Returns uids to examine.
@@ -121,6 +128,18 @@ impl Graph {
     /// Whether every tracked resource completed its initial list.
     pub fn all_synced(&self) -> bool {
         self.resources.values().all(|s| s.synced)
+    }
+
+    /// Resources still waiting for their first list, with when tracking started.
+    pub fn unsynced(&self) -> Vec<(String, Option<Instant>)> {
+        let mut v: Vec<(String, Option<Instant>)> = self
+            .resources
+            .iter()
+            .filter(|(_, s)| !s.synced)
+            .map(|(k, s)| (k.clone(), s.added))
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn is_synced(&self, key: &str) -> bool {
@@ -534,8 +553,10 @@ mod tests {
     fn relist_replaces_resource_contents() {
         let r = resource("configmaps");
         let mut g = Graph::new();
-        g.add_resource(&r.key());
+        let t0 = Instant::now();
+        g.add_resource(&r.key(), t0);
         assert!(!g.all_synced());
+        assert_eq!(g.unsynced(), [(r.key(), Some(t0))]);
         g.apply_event(&r, &Event::Init);
         g.apply_event(&r, &Event::InitApply(meta("o", &[], &[], false)));
         g.apply_event(
@@ -546,6 +567,7 @@ mod tests {
         let out = g.apply_event(&r, &Event::InitDone);
         assert!(out.is_empty(), "{out:?}");
         assert!(g.all_synced());
+        assert!(g.unsynced().is_empty());
         assert_eq!(g.len(), 2);
         // relist without the owner: it is gone, its dependent must be examined
         g.apply_event(&r, &Event::Init);
@@ -563,8 +585,8 @@ mod tests {
         let owners = resource("widgets");
         let deps = resource("configmaps");
         let mut g = Graph::new();
-        g.add_resource(&owners.key());
-        g.add_resource(&deps.key());
+        g.add_resource(&owners.key(), Instant::now());
+        g.add_resource(&deps.key(), Instant::now());
         g.apply_event(&owners, &Event::Apply(meta("w", &[], &[], false)));
         g.apply_event(&deps, &Event::Apply(meta("d", &[("w", false)], &[], false)));
         assert_eq!(g.remove_resource(&owners.key()), ["d"]);

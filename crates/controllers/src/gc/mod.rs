@@ -24,7 +24,7 @@ pub mod graph;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -67,6 +67,7 @@ pub struct GarbageCollector {
     monitors: Mutex<HashMap<String, Monitor>>,
     queue: Arc<WorkQueue<Uid>>,
     shutdown: CancellationToken,
+    cache_sync_timeout: Duration,
 }
 
 /// Run the garbage collector until `shutdown` is cancelled.
@@ -82,6 +83,7 @@ pub async fn run(
         monitors: Mutex::new(HashMap::new()),
         queue: WorkQueue::new(opts.backoff),
         shutdown: shutdown.clone(),
+        cache_sync_timeout: opts.cache_sync_timeout,
     });
     let mut tasks = JoinSet::new();
 
@@ -174,6 +176,24 @@ impl GarbageCollector {
             .clone()
     }
 
+    /// Whether the graph can be trusted to list all dependents: every monitor listed
+    /// once, or the ones that did not have been trying longer than the sync timeout
+    /// (then, like upstream, the collector proceeds rather than stalling forever).
+    fn graph_ready(&self) -> bool {
+        let unsynced = self.graph().unsynced();
+        if unsynced.is_empty() {
+            return true;
+        }
+        let stale = unsynced
+            .iter()
+            .all(|(_, since)| since.is_some_and(|t| t.elapsed() >= self.cache_sync_timeout));
+        if stale {
+            let keys: Vec<&str> = unsynced.iter().map(|(k, _)| k.as_str()).collect();
+            warn!(resources = ?keys, "garbage collector: proceeding although these monitors never synced");
+        }
+        stale
+    }
+
     fn enqueue(&self, uids: impl IntoIterator<Item = Uid>) {
         for u in uids {
             self.queue.add(u);
@@ -216,7 +236,7 @@ impl GarbageCollector {
                 continue;
             }
             debug!(resource = %k, "garbage collector: starting monitor");
-            self.graph().add_resource(&k);
+            self.graph().add_resource(&k, Instant::now());
             let stop = self.shutdown.child_token();
             monitors.insert(
                 k,
@@ -433,7 +453,7 @@ impl GarbageCollector {
         owner: &Node,
         owner_api: &Api<DynamicObject>,
     ) -> Result<Option<Duration>, Error> {
-        if !self.graph().all_synced() {
+        if !self.graph_ready() {
             // An unsynced monitor may hide dependents that would be deleted as dangling.
             return Ok(Some(UNSYNCED_RETRY));
         }
@@ -474,7 +494,7 @@ impl GarbageCollector {
         let deps = self.graph().dependents(&owner.uid);
         let blocking = deps.iter().filter(|d| d.blocks(&owner.uid)).count();
         if blocking == 0 {
-            if !self.graph().all_synced() {
+            if !self.graph_ready() {
                 return Ok(Some(UNSYNCED_RETRY));
             }
             info!(name = %owner.name, namespace = ?owner.namespace, resource = %owner.resource.key(), "garbage collector: no blocking dependents left, finishing foreground deletion");
