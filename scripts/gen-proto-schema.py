@@ -64,7 +64,13 @@ SPECIAL = {
     "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime": "MicroTime",
     "io.k8s.apimachinery.pkg.apis.meta.v1.Duration": "Duration",
     "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1": "FieldsV1",
-    "io.k8s.apimachinery.pkg.apis.meta.v1.Verbs": "Verbs",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Verbs": "StringList",
+    "io.k8s.api.authentication.v1.ExtraValue": "StringList",
+    "io.k8s.api.authentication.v1beta1.ExtraValue": "StringList",
+    "io.k8s.api.authorization.v1.ExtraValue": "StringList",
+    "io.k8s.api.authorization.v1beta1.ExtraValue": "StringList",
+    "io.k8s.api.certificates.v1.ExtraValue": "StringList",
+    "io.k8s.api.certificates.v1beta1.ExtraValue": "StringList",
     "io.k8s.apimachinery.pkg.api.resource.Quantity": "Quantity",
     "io.k8s.apimachinery.pkg.util.intstr.IntOrString": "IntOrString",
     "io.k8s.apimachinery.pkg.runtime.RawExtension": "RawExtension",
@@ -75,6 +81,13 @@ SPECIAL = {
         "PropsOrBool",
     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray":
         "PropsOrStringArray",
+}
+
+# Go types declared as another package's struct (`type List metav1.List`): their tags.
+GO_ALIASES = {
+    "io.k8s.api.core.v1.List": "io.k8s.apimachinery.pkg.apis.meta.v1.List",
+    "io.k8s.api.admissionregistration.v1alpha1.MatchCondition":
+        "io.k8s.api.admissionregistration.v1.MatchCondition",
 }
 
 SCALARS = {"string": "Str", "bytes": "Bytes", "bool": "Bool", "int32": "I32", "int64": "I64",
@@ -112,8 +125,8 @@ def strip_wrappers(ty):
         m = re.fullmatch(r"(?:::)?[\w:]*?(Option|Vec|Box|BTreeMap)<(.*)>", ty)
         if not m:
             return ty
-        inner = m.group(2)
-        ty = split_generic_args(inner)[-1] if m.group(1) == "BTreeMap" else inner
+        # The last argument: a map's value; trailing commas of wrapped lines are dropped.
+        ty = split_generic_args(m.group(2))[-1]
 
 
 def resolve(path, module):
@@ -155,11 +168,15 @@ def parse_prost_module(text, module):
     lines = text.split("\n")
     i = 0
     while i < len(lines):
-        m = re.match(r"pub struct (\w+) \{$", lines[i])
+        m = re.match(r"pub struct (\w+) \{(\})?$", lines[i])
         if not m:
             i += 1
             continue
         name = m.group(1)
+        if m.group(2):
+            structs[name] = []
+            i += 1
+            continue
         body = []
         i += 1
         while lines[i] != "}":
@@ -263,6 +280,18 @@ def parse_go_package(directory):
     return structs
 
 
+def go_group_name(directory):
+    """The `+groupName=` of a Go API package, if it declares one."""
+    for fname in ("doc.go", "register.go"):
+        path = os.path.join(directory, fname)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                m = re.search(r"^// \+groupName=(\S*)\s*$", f.read(), re.M)
+            if m:
+                return m.group(1)
+    return None
+
+
 # ---------------------------------------------------------------------------- main
 
 def lower_camel(snake):
@@ -298,9 +327,14 @@ def main():
             if not go:
                 die("no Go types for %s in %s" % (rel, os.path.join(go_root, go_dir, sub)))
             packages[module] = (pkg_prefix, structs, go)
-            for _struct, group, version, _kind in resources:
-                group_versions[(group, version)] = pkg_prefix
-    group_versions[("meta.k8s.io", "v1")] = "io.k8s.apimachinery.pkg.apis.meta.v1"
+            group = go_group_name(os.path.join(go_root, go_dir, sub))
+            if group is None and pb_dir == "api":
+                group = module[1]  # apps, batch, autoscaling, policy, extensions
+            if group is not None:
+                group_versions[(group, module[-1])] = pkg_prefix
+            for _struct, r_group, r_version, _kind in resources:
+                if group_versions.get((r_group, r_version)) != pkg_prefix:
+                    die("%s: resource group %s/%s disagrees" % (rel, r_group, r_version))
 
     # Upstream names of every message: the Go struct name, matched case-insensitively
     # (prost renames `PodIP` to `PodIp`).
@@ -313,6 +347,11 @@ def main():
             full = prefix + "." + go_name
             names[(module, rust_name)] = full
             go_by_name[full] = go.get(go_name)
+
+    for alias, target in GO_ALIASES.items():
+        if go_by_name.get(alias) is not None or go_by_name.get(target) is None:
+            die("Go alias %s -> %s no longer applies" % (alias, target))
+        go_by_name[alias] = go_by_name[target]
 
     ordered = sorted(names.values())
     if len(set(ordered)) != len(ordered):

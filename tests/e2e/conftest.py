@@ -154,7 +154,8 @@ def _start_cluster(binary: Path, base: Path) -> Cluster:
         if url is None and kubeconfig.exists():
             try:
                 url, ca, cert, key = _materialise_credentials(kubeconfig, creds)
-            except (KeyError, StopIteration, AssertionError, yaml.YAMLError, ValueError) as e:
+            except (KeyError, StopIteration, AssertionError, AttributeError, TypeError,
+                    yaml.YAMLError, ValueError) as e:
                 last_error = f"kubeconfig not usable yet: {e!r}"
                 url = None
         if url is not None:

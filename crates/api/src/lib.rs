@@ -15,3 +15,4 @@ pub mod printers;
 pub mod quantity;
 pub mod selector;
 pub mod validation;
+pub mod proto;

@@ -481,6 +481,12 @@ async fn handle_resource(
             r.info.plural
         )));
     }
+    if verb == "create" && r.sub.is_none() && r.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource (post {})",
+            r.info.plural
+        )));
+    }
     match (verb, r.sub.as_deref()) {
         ("list", _) => crate::list::list(&server, &r, &accept).await,
         ("watch", _) => crate::watch::watch(server.clone(), &r, &accept).await,

@@ -75,6 +75,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         running.kubeconfig.display()
     );
     println!("kubeconfig: {}", running.kubeconfig.display());
+    let client = kube_client(&running.kubeconfig).await?;
+    let ctrl_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = controllers::run(client, controllers::ControllerOptions::default(), ctrl_shutdown).await {
+            tracing::error!("controller manager stopped: {e:#}");
+        }
+    });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -84,6 +91,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     Ok(())
+}
+
+/// A client of the API server from a kubeconfig file.
+async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn main() -> anyhow::Result<()> {

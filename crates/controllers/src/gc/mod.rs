@@ -60,7 +60,7 @@ struct Monitor {
 }
 
 /// Shared state of a running collector.
-pub struct GarbageCollector {
+struct GarbageCollector {
     client: Client,
     graph: Mutex<Graph>,
     discovered: RwLock<Arc<Discovered>>,
@@ -267,7 +267,11 @@ impl GarbageCollector {
                     self.enqueue(uids);
                 }
                 Some(Err(e)) => {
-                    debug!(resource = %r.key(), error = %e, "garbage collector: watch error")
+                    if self.graph().is_synced(&r.key()) {
+                        debug!(resource = %r.key(), error = %e, "garbage collector: watch error");
+                    } else {
+                        warn!(resource = %r.key(), error = %e, "garbage collector: cannot list resource");
+                    }
                 }
                 None => break,
             }
@@ -297,7 +301,7 @@ impl GarbageCollector {
     }
 
     /// Examine one object; `Ok(Some(d))` asks to look again after `d`.
-    pub async fn reconcile(&self, uid: &str) -> Result<Option<Duration>, Error> {
+    async fn reconcile(&self, uid: &str) -> Result<Option<Duration>, Error> {
         let Some(node) = self.graph().node(uid).cloned() else {
             return Ok(None); // gone from the graph: its removal already queued what matters
         };
