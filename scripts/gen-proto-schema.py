@@ -16,11 +16,13 @@ Two inputs, joined per message and per field number:
   the parent object -- comes from the struct tags of the upstream Go types
   (`json:"podIPs,omitempty" protobuf:"bytes,12,rep,name=podIPs"`), read from the
   k8s.io/api, k8s.io/apimachinery, k8s.io/apiextensions-apiserver and
-  k8s.io/kube-aggregator sources of the release k8s-pb was generated from, unpacked
-  side by side:
+  k8s.io/kube-aggregator sources. Two releases are read: v1.33 (the release Flotilla
+  follows; its tags win) and v1.35 (the release k8s-pb 0.9 was generated from; it
+  supplies fields added since and the declaration order), each unpacked side by side:
 
       for r in api apimachinery apiextensions-apiserver kube-aggregator; do
-        mkdir -p /tmp/gosrc/$r
+        mkdir -p /tmp/gosrc133/$r /tmp/gosrc/$r
+        git -C <clone of kubernetes/$r> archive v0.33.13 | tar -x -C /tmp/gosrc133/$r
         git -C <clone of kubernetes/$r> archive v0.35.7 | tar -x -C /tmp/gosrc/$r
       done
 
@@ -28,7 +30,8 @@ Two inputs, joined per message and per field number:
 
 Usage:
 
-    scripts/gen-proto-schema.py /tmp/k8s-pb-0.9.0/src /tmp/gosrc > crates/api/src/proto/schema.rs
+    scripts/gen-proto-schema.py /tmp/k8s-pb-0.9.0/src /tmp/gosrc133 /tmp/gosrc \
+        > crates/api/src/proto/schema.rs
 
 The output is derived data only (names and numbers), sorted by message name so that
 messages refer to each other by index.
@@ -300,9 +303,9 @@ def lower_camel(snake):
 
 
 def main():
-    if len(sys.argv) != 3:
-        die("usage: gen-proto-schema.py <k8s-pb/src> <go sources root>")
-    pb_root, go_root = sys.argv[1], sys.argv[2]
+    if len(sys.argv) != 4:
+        die("usage: gen-proto-schema.py <k8s-pb/src> <Go sources v1.33> <Go sources v1.35>")
+    pb_root, go_primary, go_root = sys.argv[1], sys.argv[2], sys.argv[3]
 
     # (module tuple) -> (upstream prefix, {prost name: fields}, go structs)
     packages = {}
@@ -326,6 +329,11 @@ def main():
             go = parse_go_package(os.path.join(go_root, go_dir, sub))
             if not go:
                 die("no Go types for %s in %s" % (rel, os.path.join(go_root, go_dir, sub)))
+            # The v1.33 tags win where the field exists there; order stays v1.35's.
+            for struct, fields in parse_go_package(os.path.join(go_primary, go_dir, sub)).items():
+                for number, info in fields.items():
+                    if struct in go and number in go[struct]:
+                        go[struct][number] = dict(info, order=go[struct][number]["order"])
             packages[module] = (pkg_prefix, structs, go)
             group = go_group_name(os.path.join(go_root, go_dir, sub))
             if group is None and pb_dir == "api":
@@ -410,8 +418,9 @@ def main():
     w("// Field numbers and wire types: the `k8s-pb` 0.9.0 crate (prost code generated from")
     w("// upstream's generated.proto). JSON names, pointer-ness, omitempty and inlining: the")
     w("// struct tags of the upstream Go types (k8s.io/api, apimachinery,")
-    w("// apiextensions-apiserver v0.35.7, kube-aggregator v0.35.6). Messages are sorted by")
-    w("// name; `Msg(n)` refers to `MESSAGES[n]`; fields are in Go declaration order.")
+    w("// apiextensions-apiserver, kube-aggregator: v0.33.13, and v0.35.7 for newer fields).")
+    w("// Messages are sorted by name; `Msg(n)` refers to `MESSAGES[n]`; fields are in Go")
+    w("// declaration order.")
     w("")
     w("use super::table::Presence::*;")
     w("use super::table::Shape::*;")

@@ -134,6 +134,7 @@ def _start_cluster(binary: Path, base: Path) -> Cluster:
            "--secure-port", str(port), "--token-auth-file", str(token_file)]
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")
+    env.setdefault("NO_COLOR", "1")  # plain server logs in failure reports
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=env, start_new_session=True)
     log.close()

@@ -35,7 +35,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiRes
         return Ok(());
     }
     if let Some(e) = errs.iter().find(|e| e.kind == api::validation::FieldErrorType::TypeInvalid && e.field.is_empty()) {
-        return Err(ApiError::bad_request(e.detail.clone()));
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {}",
+            info.kind, info.version, info.kind, e.detail
+        )));
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let mut err = ApiError::new(

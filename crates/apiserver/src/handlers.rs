@@ -299,20 +299,26 @@ async fn health(server: &ApiServer, what: &str) -> Response {
 
 async fn read_body(req: Request<Body>) -> ApiResult<(HeaderMap, Bytes)> {
     let (parts, body) = req.into_parts();
-    if let Some(len) = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(ApiError::too_large());
+    // Read (and discard past the limit) up to a hard cap, so the client gets its 413
+    // instead of a reset connection while it is still sending.
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        total += chunk.len();
+        if total > MAX_BODY {
+            if total > 16 * MAX_BODY {
+                break;
+            }
+            continue;
         }
+        buf.extend_from_slice(&chunk);
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::too_large())?;
-    Ok((parts.headers, bytes))
+    if total > MAX_BODY {
+        return Err(ApiError::too_large());
+    }
+    Ok((parts.headers, buf.freeze()))
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -333,6 +339,9 @@ fn content_type(headers: &HeaderMap) -> String {
 pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type(headers);
     let v: Value = match ct.as_str() {
+        "application/vnd.kubernetes.protobuf" => api::proto::decode(body).map_err(|e| {
+            ApiError::bad_request(format!("the object provided is unrecognized or the server could not decode: protobuf: {e}"))
+        })?,
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "the object provided is unrecognized or the server could not decode: json: {e}"
@@ -491,6 +500,11 @@ async fn handle_resource(
         ("list", _) => crate::list::list(&server, &r, &accept).await,
         ("watch", _) => crate::watch::watch(server.clone(), &r, &accept).await,
         ("get", None) => {
+            if let Some(rv) = r.query.get("resourceVersion").filter(|s| !s.is_empty()) {
+                if rv.parse::<i64>().map(|v| v < 0).unwrap_or(true) {
+                    return Err(ApiError::bad_request(format!("invalid resource version: {rv:?}")));
+                }
+            }
             let obj = get_object(&server, &r).await?;
             crate::list::render_one(&server, &r, obj, &accept).await
         }
@@ -516,7 +530,10 @@ async fn handle_resource(
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
             let opts = write_options(&r.query, &headers)?;
-            Ok(write_response(create(&server, &r, obj, &opts).await?))
+            let dup = duplicate_check(&r.info, &headers, &body, &opts)?;
+            let mut res = create(&server, &r, obj, &opts).await?;
+            res.warnings.extend(dup);
+            Ok(write_response(res))
         }
         ("create", Some(sub)) => {
             let (headers, body) = read_body(req).await?;
@@ -528,12 +545,22 @@ async fn handle_resource(
             let (headers, body) = read_body(req).await?;
             let obj = decode_object(&headers, &body)?;
             let opts = write_options(&r.query, &headers)?;
-            Ok(write_response(update(&server, &r, sub, obj, &opts).await?))
+            let dup = duplicate_check(&r.info, &headers, &body, &opts)?;
+            let mut res = update(&server, &r, sub, obj, &opts).await?;
+            res.warnings.extend(dup);
+            Ok(write_response(res))
         }
         ("patch", sub) => {
             let (headers, body) = read_body(req).await?;
             let opts = write_options(&r.query, &headers)?;
             let ct = content_type(&headers);
+            if ct == "application/apply-patch+yaml" && r.query.get("fieldManager").is_none_or(str::is_empty) {
+                return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", vec![(
+                    "FieldValueRequired".into(),
+                    "Required value: is required for apply patch".into(),
+                    "fieldManager".into(),
+                )]));
+            }
             Ok(write_response(
                 crate::patching::patch(&server, &r, sub, &ct, &body, &opts).await?,
             ))
@@ -650,9 +677,9 @@ pub async fn create(
         }
     }
     let warnings = field_validation(server, info, &obj, opts)?;
-    crate::custom::prepare_custom(server, info, &mut obj)?;
     registry::init_metadata(&mut obj, info, &r.namespace)?;
     strategy::prepare_create(info, &mut obj);
+    crate::custom::prepare_custom(server, info, &mut obj)?;
     crate::adapters::apply_defaults(info, &mut obj);
     api::validation::apply_admission_defaults(&info.group, &info.kind, &mut obj);
     crate::adapters::validate(info, &obj, None)?;
@@ -988,4 +1015,22 @@ fn strategy_grace_period(info: &ResourceInfo, obj: &Value, requested: Option<i64
             .unwrap_or(30)
     });
     g.max(0)
+}
+
+/// Duplicate JSON keys: an error under `fieldValidation=Strict`, warnings under `Warn`.
+fn duplicate_check(info: &ResourceInfo, headers: &HeaderMap, body: &[u8], opts: &WriteOptions) -> ApiResult<Vec<String>> {
+    if opts.field_validation == "Ignore" || !matches!(content_type(headers).as_str(), "" | "application/json") {
+        return Ok(Vec::new());
+    }
+    let dups: Vec<String> = crate::dupkeys::duplicate_fields(body).into_iter().map(|p| format!("duplicate field \"{p}\"")).collect();
+    if dups.is_empty() {
+        return Ok(Vec::new());
+    }
+    if opts.field_validation == "Strict" {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            info.kind, info.version, info.kind, dups.join(", ")
+        )));
+    }
+    Ok(dups)
 }

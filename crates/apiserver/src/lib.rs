@@ -18,6 +18,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod custom;
 pub mod discovery;
+pub mod dupkeys;
 pub mod errors;
 pub mod handlers;
 pub mod hooks;

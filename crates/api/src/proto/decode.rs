@@ -50,7 +50,15 @@ fn object_into(
     depth: usize,
     out: &mut Map<String, Value>,
 ) -> Result<(), ProtoError> {
-    let mut acc: Vec<Acc<'_>> = msg.fields.iter().map(|_| Acc::Absent).collect();
+    let mut acc: Vec<Acc<'_>> = msg
+        .fields
+        .iter()
+        .map(|f| match f.shape {
+            Shape::One => Acc::Absent,
+            Shape::Rep => Acc::List(Vec::new()),
+            Shape::Map => Acc::Map(Map::new()),
+        })
+        .collect();
     let mut reader = Reader::new(bytes);
     while let Some((number, wire)) = reader.field()? {
         let Some(i) = msg.fields.iter().position(|f| f.number == number) else {
@@ -72,6 +80,15 @@ fn wrong_wire(msg: &Message, field: &Field, wire: &Wire<'_>) -> ProtoError {
     }
 }
 
+/// The accumulator does not match the field's shape (cannot happen: both come from
+/// the same table entry).
+fn mixed_shapes(msg: &Message, field: &Field) -> ProtoError {
+    ProtoError::Invalid(format!(
+        "{}: field {} changed shape",
+        msg.name, field.number
+    ))
+}
+
 fn accumulate<'a>(
     msg: &'static Message,
     field: &'static Field,
@@ -89,11 +106,8 @@ fn accumulate<'a>(
             (_, wire) => return Err(wrong_wire(msg, field, &wire)),
         },
         Shape::Rep => {
-            if !matches!(acc, Acc::List(_)) {
-                *acc = Acc::List(Vec::new());
-            }
             let Acc::List(list) = acc else {
-                unreachable!("set above")
+                return Err(mixed_shapes(msg, field));
             };
             match (field.ty, wire) {
                 (Ty::Msg(index), Wire::Len(bytes)) => {
@@ -119,11 +133,8 @@ fn accumulate<'a>(
             let Wire::Len(entry) = wire else {
                 return Err(wrong_wire(msg, field, &wire));
             };
-            if !matches!(acc, Acc::Map(_)) {
-                *acc = Acc::Map(Map::new());
-            }
             let Acc::Map(map) = acc else {
-                unreachable!("set above")
+                return Err(mixed_shapes(msg, field));
             };
             let (key, value) = map_entry(msg, field, entry, depth)?;
             map.insert(key, value);

@@ -1,10 +1,11 @@
 //! Upstream JSON → protobuf message bytes, driven by the schema table (the inverse of
 //! [`super::decode`]).
 //!
-//! Fields are written in field-number order, as upstream's generated marshallers do.
-//! Keys the schema does not know are dropped (protobuf cannot carry them), `null`
-//! values are left out, and map entries are sorted by key so that the output is
-//! deterministic.
+//! The output is what upstream's generated marshallers write for the same object:
+//! fields in field-number order, non-pointer fields always (their zero value when the
+//! JSON leaves them out), pointer fields only when set (`null` counts as unset), and
+//! map entries sorted by key. Keys the schema does not know are dropped, as upstream's
+//! JSON decoder drops them.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -68,12 +69,18 @@ fn object_fields(
             put_len(out, field.number, &inner);
             continue;
         }
-        let Some(value) = object.get(field.json) else {
-            continue;
+        let value = object.get(field.json).filter(|v| !v.is_null());
+        let non_pointer = matches!(field.presence, Presence::Keep | Presence::OmitZero);
+        let value = match value {
+            Some(value) => value,
+            // Upstream always writes non-pointer fields (except `[]byte`), zero or not.
+            None if non_pointer && field.shape == Shape::One && field.ty != Ty::Bytes => {
+                put_zero(field, depth, out)?;
+                continue;
+            }
+            None => continue,
         };
         match (field.shape, value) {
-            (Shape::One, Value::Null) if is_null_time(field) => put_len(out, field.number, &[]),
-            (_, Value::Null) => {}
             (Shape::One, value) => put_value(msg, field, value, depth, out)?,
             (Shape::Rep, Value::Array(items)) => {
                 for item in items {
@@ -101,18 +108,39 @@ fn object_fields(
     Ok(())
 }
 
-/// A non-pointer `Time` that is `null` in JSON is Go's zero time, which upstream
-/// writes as an empty message.
-fn is_null_time(field: &Field) -> bool {
+/// Writes the zero value of a non-pointer field, as upstream's marshallers do.
+fn put_zero(field: &Field, depth: usize, out: &mut Vec<u8>) -> Result<(), ProtoError> {
     match field.ty {
+        Ty::Str | Ty::Bytes => put_len(out, field.number, b""),
+        Ty::Bool | Ty::I32 | Ty::I64 => put_varint_field(out, field.number, 0),
+        Ty::F64 => put_fixed64_field(out, field.number, 0),
         Ty::Msg(index) => {
-            field.presence != Presence::Ptr
-                && matches!(
-                    message_at(index).special,
-                    Some(Special::Time | Special::MicroTime)
-                )
+            let bytes = zero_message(message_at(index), depth + 1)?;
+            put_len(out, field.number, &bytes);
         }
-        _ => false,
+    }
+    Ok(())
+}
+
+/// The encoding of a message's Go zero value.
+fn zero_message(msg: &'static Message, depth: usize) -> Result<Vec<u8>, ProtoError> {
+    match msg.special {
+        // A zero Time and nil raw bytes are written as empty messages.
+        Some(
+            Special::Time
+            | Special::MicroTime
+            | Special::RawExtension
+            | Special::FieldsV1
+            | Special::Json
+            | Special::StringList
+            | Special::PropsOrArray
+            | Special::PropsOrBool
+            | Special::PropsOrStringArray,
+        ) => Ok(Vec::new()),
+        Some(Special::Duration) => message(msg, &Value::String("0s".to_string()), depth),
+        Some(Special::Quantity) => message(msg, &Value::String("0".to_string()), depth),
+        Some(Special::IntOrString) => message(msg, &Value::from(0), depth),
+        None => message(msg, &Value::Object(Map::new()), depth),
     }
 }
 

@@ -3,8 +3,9 @@
 // Field numbers and wire types: the `k8s-pb` 0.9.0 crate (prost code generated from
 // upstream's generated.proto). JSON names, pointer-ness, omitempty and inlining: the
 // struct tags of the upstream Go types (k8s.io/api, apimachinery,
-// apiextensions-apiserver v0.35.7, kube-aggregator v0.35.6). Messages are sorted by
-// name; `Msg(n)` refers to `MESSAGES[n]`; fields are in Go declaration order.
+// apiextensions-apiserver, kube-aggregator: v0.33.13, and v0.35.7 for newer fields).
+// Messages are sorted by name; `Msg(n)` refers to `MESSAGES[n]`; fields are in Go
+// declaration order.
 
 use super::table::Presence::*;
 use super::table::Shape::*;
@@ -6347,7 +6348,7 @@ pub(super) static MESSAGES: [Message; 1195] = [
         f(5, "uid", Str, One, OmitZero),
         f(6, "resourceVersion", Str, One, OmitZero),
         f(7, "generation", I64, One, OmitZero),
-        f(8, "creationTimestamp", Msg(1179), One, OmitZero),
+        f(8, "creationTimestamp", Msg(1179), One, Keep),
         f(9, "deletionTimestamp", Msg(1179), One, Ptr),
         f(10, "deletionGracePeriodSeconds", I64, One, Ptr),
         f(11, "labels", Str, Map, Ptr),
