@@ -301,9 +301,13 @@ pub fn builtin() -> Vec<ResourceInfo> {
         entry::<apps::ReplicaSet>(&["rs"], all, vec![status::<apps::ReplicaSet>(), scale()]),
         entry::<apps::StatefulSet>(&["sts"], all, vec![status::<apps::StatefulSet>(), scale()]),
         // autoscaling/v1
-        entry::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(&["hpa"], all, vec![status::<
-            k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler,
-        >()]),
+        entry::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(
+            &["hpa"],
+            all,
+            vec![status::<
+                k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler,
+            >()],
+        ),
         // batch/v1
         entry::<batch::CronJob>(&["cj"], all, vec![status::<batch::CronJob>()]),
         entry::<batch::Job>(&[], all, vec![status::<batch::Job>()]),

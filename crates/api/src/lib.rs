@@ -12,7 +12,7 @@ pub mod fields;
 pub mod names;
 pub mod patch;
 pub mod printers;
+pub mod proto;
 pub mod quantity;
 pub mod selector;
 pub mod validation;
-pub mod proto;

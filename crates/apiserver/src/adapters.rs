@@ -34,7 +34,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiRes
     if errs.is_empty() {
         return Ok(());
     }
-    if let Some(e) = errs.iter().find(|e| e.kind == api::validation::FieldErrorType::TypeInvalid && e.field.is_empty()) {
+    if let Some(e) = errs
+        .iter()
+        .find(|e| e.kind == api::validation::FieldErrorType::TypeInvalid && e.field.is_empty())
+    {
         return Err(ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {}",
             info.kind, info.version, info.kind, e.detail

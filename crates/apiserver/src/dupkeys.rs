@@ -42,7 +42,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
         while seq
-            .next_element_seed(Walk { path: format!("{}[{i}]", self.path), out: &mut *self.out })?
+            .next_element_seed(Walk {
+                path: format!("{}[{i}]", self.path),
+                out: &mut *self.out,
+            })?
             .is_some()
         {
             i += 1;
@@ -52,11 +55,18 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
             if !seen.insert(key) {
                 self.out.push(path.clone());
             }
-            map.next_value_seed(Walk { path, out: &mut *self.out })?;
+            map.next_value_seed(Walk {
+                path,
+                out: &mut *self.out,
+            })?;
         }
         Ok(())
     }
@@ -66,7 +76,11 @@ impl<'de> Visitor<'de> for Walk<'_> {
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
-    let _ = Walk { path: String::new(), out: &mut out }.deserialize(&mut de);
+    let _ = Walk {
+        path: String::new(),
+        out: &mut out,
+    }
+    .deserialize(&mut de);
     out
 }
 

@@ -305,7 +305,8 @@ async fn read_body(req: Request<Body>) -> ApiResult<(HeaderMap, Bytes)> {
     let mut buf = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
         total += chunk.len();
         if total > MAX_BODY {
             if total > 16 * MAX_BODY {
@@ -340,7 +341,9 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type(headers);
     let v: Value = match ct.as_str() {
         "application/vnd.kubernetes.protobuf" => api::proto::decode(body).map_err(|e| {
-            ApiError::bad_request(format!("the object provided is unrecognized or the server could not decode: protobuf: {e}"))
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized or the server could not decode: protobuf: {e}"
+            ))
         })?,
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!(
@@ -377,9 +380,18 @@ fn write_options(q: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
         None | Some("") => "Warn".to_string(),
         Some(v @ ("Strict" | "Warn" | "Ignore")) => v.to_string(),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\" (got {other:?})"
-            )));
+            return Err(ApiError::invalid(
+                "CreateOptions",
+                "meta.k8s.io",
+                "",
+                vec![(
+                    "FieldValueNotSupported".into(),
+                    format!(
+                        "Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+                    ),
+                    "fieldValidation".into(),
+                )],
+            ));
         }
     };
     let field_manager = match q.get("fieldManager") {
@@ -502,7 +514,9 @@ async fn handle_resource(
         ("get", None) => {
             if let Some(rv) = r.query.get("resourceVersion").filter(|s| !s.is_empty()) {
                 if rv.parse::<i64>().map(|v| v < 0).unwrap_or(true) {
-                    return Err(ApiError::bad_request(format!("invalid resource version: {rv:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "invalid resource version: {rv:?}"
+                    )));
                 }
             }
             let obj = get_object(&server, &r).await?;
@@ -554,12 +568,19 @@ async fn handle_resource(
             let (headers, body) = read_body(req).await?;
             let opts = write_options(&r.query, &headers)?;
             let ct = content_type(&headers);
-            if ct == "application/apply-patch+yaml" && r.query.get("fieldManager").is_none_or(str::is_empty) {
-                return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", vec![(
-                    "FieldValueRequired".into(),
-                    "Required value: is required for apply patch".into(),
-                    "fieldManager".into(),
-                )]));
+            if ct == "application/apply-patch+yaml"
+                && r.query.get("fieldManager").is_none_or(str::is_empty)
+            {
+                return Err(ApiError::invalid(
+                    "PatchOptions",
+                    "meta.k8s.io",
+                    "",
+                    vec![(
+                        "FieldValueRequired".into(),
+                        "Required value: is required for apply patch".into(),
+                        "fieldManager".into(),
+                    )],
+                ));
             }
             Ok(write_response(
                 crate::patching::patch(&server, &r, sub, &ct, &body, &opts).await?,
@@ -677,6 +698,7 @@ pub async fn create(
         }
     }
     let warnings = field_validation(server, info, &obj, opts)?;
+    prune_unknown(server, info, &mut obj);
     registry::init_metadata(&mut obj, info, &r.namespace)?;
     strategy::prepare_create(info, &mut obj);
     crate::custom::prepare_custom(server, info, &mut obj)?;
@@ -803,6 +825,7 @@ where
             strategy::prepare_update(&info, &mut new, &old);
             crate::custom::prepare_custom(server, &info, &mut new)?;
         }
+        prune_unknown(server, &info, &mut new);
         crate::adapters::apply_defaults(&info, &mut new);
         crate::adapters::validate(&info, &new, Some(&old))?;
         crate::custom::validate_custom(server, &info, &new)?;
@@ -1018,19 +1041,43 @@ fn strategy_grace_period(info: &ResourceInfo, obj: &Value, requested: Option<i64
 }
 
 /// Duplicate JSON keys: an error under `fieldValidation=Strict`, warnings under `Warn`.
-fn duplicate_check(info: &ResourceInfo, headers: &HeaderMap, body: &[u8], opts: &WriteOptions) -> ApiResult<Vec<String>> {
-    if opts.field_validation == "Ignore" || !matches!(content_type(headers).as_str(), "" | "application/json") {
+fn duplicate_check(
+    info: &ResourceInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    opts: &WriteOptions,
+) -> ApiResult<Vec<String>> {
+    if opts.field_validation == "Ignore"
+        || !matches!(content_type(headers).as_str(), "" | "application/json")
+    {
         return Ok(Vec::new());
     }
-    let dups: Vec<String> = crate::dupkeys::duplicate_fields(body).into_iter().map(|p| format!("duplicate field \"{p}\"")).collect();
+    let dups: Vec<String> = crate::dupkeys::duplicate_fields(body)
+        .into_iter()
+        .map(|p| format!("duplicate field \"{p}\""))
+        .collect();
     if dups.is_empty() {
         return Ok(Vec::new());
     }
     if opts.field_validation == "Strict" {
         return Err(ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-            info.kind, info.version, info.kind, dups.join(", ")
+            info.kind,
+            info.version,
+            info.kind,
+            dups.join(", ")
         )));
     }
     Ok(dups)
+}
+
+/// Drop fields a built-in kind does not have (upstream's typed decoding does the same);
+/// custom resources are pruned by their structural schema in `custom`.
+fn prune_unknown(server: &ApiServer, info: &ResourceInfo, obj: &mut Value) {
+    if info.custom {
+        return;
+    }
+    if let Ok(o) = server.openapi.read() {
+        o.prune_unknown(&info.group, &info.version, &info.kind, obj);
+    }
 }

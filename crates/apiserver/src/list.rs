@@ -117,7 +117,10 @@ pub async fn list(server: &ApiServer, r: &ResourceRoute, accept: &str) -> ApiRes
             server.cache.wait_for(rv).await;
         }
     }
-    let rv_set = r.query.get("resourceVersion").is_some_and(|s| !s.is_empty());
+    let rv_set = r
+        .query
+        .get("resourceVersion")
+        .is_some_and(|s| !s.is_empty());
     match r.query.get("resourceVersionMatch") {
         Some(m) if !m.is_empty() && !rv_set => {
             return Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", vec![(

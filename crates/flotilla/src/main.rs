@@ -78,7 +78,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let client = kube_client(&running.kubeconfig).await?;
     let ctrl_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(e) = controllers::run(client, controllers::ControllerOptions::default(), ctrl_shutdown).await {
+        if let Err(e) = controllers::run(
+            client,
+            controllers::ControllerOptions::default(),
+            ctrl_shutdown,
+        )
+        .await
+        {
             tracing::error!("controller manager stopped: {e:#}");
         }
     });
@@ -96,7 +102,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 /// A client of the API server from a kubeconfig file.
 async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
     Ok(kube::Client::try_from(config)?)
 }
 

@@ -303,6 +303,28 @@ impl OpenApi {
     /// Drops the fields of a custom resource that its schema does not know (and nulls it
     /// does not allow), as upstream does before storing; returns the dropped paths. Does
     /// nothing for kinds that are not custom resources.
+    /// Drops the fields of any object that its schema does not know, as upstream's
+    /// decoding into typed structs does; returns the dropped paths.
+    pub fn prune_unknown(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        obj: &mut Value,
+    ) -> Vec<String> {
+        let model = self.read_model();
+        let src = Source {
+            registry: self.registry,
+            model: &model,
+        };
+        let Some((schema, mode)) = root_schema(&src, group, version, kind) else {
+            return Vec::new();
+        };
+        let mut walker = Walker::new(&src, true);
+        walker.walk(schema, obj, mode);
+        walker.unknown
+    }
+
     pub fn prune_custom(
         &self,
         group: &str,
