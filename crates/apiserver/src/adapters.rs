@@ -57,10 +57,11 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> ApiRes
     Err(err)
 }
 
+/// A predicate over a string map (labels or selectable fields).
+pub type MapPredicate = Box<dyn Fn(&BTreeMap<String, String>) -> bool + Send + Sync>;
+
 /// A label-selector predicate from its string form; 400 on a bad selector.
-pub fn label_filter(
-    s: &str,
-) -> ApiResult<Box<dyn Fn(&BTreeMap<String, String>) -> bool + Send + Sync>> {
+pub fn label_filter(s: &str) -> ApiResult<MapPredicate> {
     if s.trim().is_empty() {
         return Ok(Box::new(|_| true));
     }
@@ -70,10 +71,7 @@ pub fn label_filter(
 }
 
 /// A field-selector predicate for a kind; 400 on a bad selector or unsupported field.
-pub fn field_filter(
-    info: &ResourceInfo,
-    s: &str,
-) -> ApiResult<Box<dyn Fn(&BTreeMap<String, String>) -> bool + Send + Sync>> {
+pub fn field_filter(info: &ResourceInfo, s: &str) -> ApiResult<MapPredicate> {
     if s.trim().is_empty() {
         return Ok(Box::new(|_| true));
     }

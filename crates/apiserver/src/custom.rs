@@ -71,10 +71,10 @@ pub fn prepare_custom(server: &ApiServer, info: &ResourceInfo, obj: &mut Value) 
         });
         return Ok(());
     }
-    if info.custom {
-        if let Some(schema) = schema_of(server, info) {
-            crate::openapi::prune(&schema, obj);
-        }
+    if info.custom
+        && let Some(schema) = schema_of(server, info)
+    {
+        crate::openapi::prune(&schema, obj);
     }
     Ok(())
 }

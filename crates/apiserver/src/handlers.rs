@@ -145,12 +145,14 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -228,10 +230,10 @@ pub fn route(server: &ApiServer, _method: &Method, uri: &Uri) -> Route {
     }
     let name = rest.get(1).cloned();
     let sub = rest.get(2).cloned();
-    if let Some(s) = &sub {
-        if info.subresource(s).is_none() {
-            return Route::NotFound(path.to_string());
-        }
+    if let Some(s) = &sub
+        && info.subresource(s).is_none()
+    {
+        return Route::NotFound(path.to_string());
     }
     Route::Resource(ResourceRoute {
         info,
@@ -492,9 +494,7 @@ async fn handle_resource(
         .to_string();
     let verb = resource_verb(&r, &method);
     if r.info.namespaced && r.namespace.is_empty() && !matches!(verb, "list" | "watch") {
-        if !(verb == "create" && r.sub.is_none()) || r.info.namespaced {
-            return Err(ApiError::not_found_path());
-        }
+        return Err(ApiError::not_found_path());
     }
     if !r.info.verbs.iter().any(|v| v == verb) && r.sub.is_none() {
         return Err(ApiError::method_not_allowed(format!(
@@ -512,12 +512,12 @@ async fn handle_resource(
         ("list", _) => crate::list::list(&server, &r, &accept).await,
         ("watch", _) => crate::watch::watch(server.clone(), &r, &accept).await,
         ("get", None) => {
-            if let Some(rv) = r.query.get("resourceVersion").filter(|s| !s.is_empty()) {
-                if rv.parse::<i64>().map(|v| v < 0).unwrap_or(true) {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid resource version: {rv:?}"
-                    )));
-                }
+            if let Some(rv) = r.query.get("resourceVersion").filter(|s| !s.is_empty())
+                && rv.parse::<i64>().map(|v| v < 0).unwrap_or(true)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid resource version: {rv:?}"
+                )));
             }
             let obj = get_object(&server, &r).await?;
             crate::list::render_one(&server, &r, obj, &accept).await
@@ -790,73 +790,96 @@ where
     let status_only = sub == Some("status");
     // Internal writes (binding, finalize) set exactly what they mean to, status included.
     let internal = matches!(sub, Some("binding") | Some("finalize"));
-    let (decision, _) = registry::guaranteed_update(server, &info, &key, &name, opts.dry_run, |cur| {
-        let Some(old) = cur else {
-            return Err(ApiError::not_found(&info.plural, &info.group, &name));
-        };
-        let mut new = make_new(&old)?;
-        // Optimistic concurrency: a resourceVersion in the body must match.
-        if let Some(rv) = new["metadata"]["resourceVersion"].as_str() {
-            if !rv.is_empty() && Some(rv) != old["metadata"]["resourceVersion"].as_str() {
+    let (decision, _) =
+        registry::guaranteed_update(server, &info, &key, &name, opts.dry_run, |cur| {
+            let Some(old) = cur else {
+                return Err(ApiError::not_found(&info.plural, &info.group, &name));
+            };
+            let mut new = make_new(&old)?;
+            // Optimistic concurrency: a resourceVersion in the body must match.
+            if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
+                && !rv.is_empty()
+                && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+            {
                 return Err(ApiError::modified(&info.plural, &info.group, &name));
             }
-        }
-        // An unconditional update acts on the current version (as upstream's store does).
-        if new["metadata"]["resourceVersion"].as_str().is_none_or(str::is_empty) && new["metadata"].is_object() {
-            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        }
-        if let Some(uid) = new["metadata"]["uid"].as_str() {
-            if !uid.is_empty() && Some(uid) != old["metadata"]["uid"].as_str() {
-                return Err(ApiError::conflict(&info.plural, &info.group, &name, &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    old["metadata"]["uid"].as_str().unwrap_or("")
-                )));
+            // An unconditional update acts on the current version (as upstream's store does).
+            if new["metadata"]["resourceVersion"]
+                .as_str()
+                .is_none_or(str::is_empty)
+                && new["metadata"].is_object()
+            {
+                new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
             }
-        }
-        if status_only {
-            new = strategy::prepare_status_update(&new, &old);
-        } else if internal {
-            registry::carry_metadata(&mut new, &old);
-        } else {
-            if !new.get("metadata").is_some_and(Value::is_object) {
-                return Err(ApiError::bad_request("metadata must be an object"));
+            if let Some(uid) = new["metadata"]["uid"].as_str()
+                && !uid.is_empty()
+                && Some(uid) != old["metadata"]["uid"].as_str()
+            {
+                return Err(ApiError::conflict(
+                    &info.plural,
+                    &info.group,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        old["metadata"]["uid"].as_str().unwrap_or("")
+                    ),
+                ));
             }
-            registry::carry_metadata(&mut new, &old);
-            strategy::prepare_update(&info, &mut new, &old);
-            crate::custom::prepare_custom(server, &info, &mut new)?;
-        }
-        prune_unknown(server, &info, &mut new);
-        crate::adapters::apply_defaults(&info, &mut new);
-        crate::adapters::validate(&info, &new, Some(&old))?;
-        crate::custom::validate_custom(server, &info, &new)?;
-        if !opts.apply {
-            crate::adapters::record_managed_fields(Some(&old), &mut new, &opts.field_manager, &info.api_version());
-        }
-        // Same content: no write, same resourceVersion (upstream skips no-op updates).
-        let mut a = new.clone();
-        let mut b = old.clone();
-        for v in [&mut a, &mut b] {
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-                m.remove("managedFields");
+            if status_only {
+                new = strategy::prepare_status_update(&new, &old);
+            } else if internal {
+                registry::carry_metadata(&mut new, &old);
+            } else {
+                if !new.get("metadata").is_some_and(Value::is_object) {
+                    return Err(ApiError::bad_request("metadata must be an object"));
+                }
+                registry::carry_metadata(&mut new, &old);
+                strategy::prepare_update(&info, &mut new, &old);
+                crate::custom::prepare_custom(server, &info, &mut new)?;
             }
-        }
-        if a == b {
-            return Ok(Update::Unchanged(old));
-        }
-        // Removing the last finalizer of an object being deleted completes the deletion.
-        let spec_finalizers_done = info.kind != "Namespace"
-            || new["spec"]["finalizers"].as_array().is_none_or(|a| a.is_empty());
-        if new["metadata"]["deletionTimestamp"].is_string()
-            && registry::finalizers(&new).is_empty()
-            && spec_finalizers_done
-            && !(info.kind == "Pod" && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0)
-        {
-            return Ok(Update::Delete(new));
-        }
-        Ok(Update::Put(new))
-    })
-    .await?;
+            prune_unknown(server, &info, &mut new);
+            crate::adapters::apply_defaults(&info, &mut new);
+            crate::adapters::validate(&info, &new, Some(&old))?;
+            crate::custom::validate_custom(server, &info, &new)?;
+            if !opts.apply {
+                crate::adapters::record_managed_fields(
+                    Some(&old),
+                    &mut new,
+                    &opts.field_manager,
+                    &info.api_version(),
+                );
+            }
+            // Same content: no write, same resourceVersion (upstream skips no-op updates).
+            let mut a = new.clone();
+            let mut b = old.clone();
+            for v in [&mut a, &mut b] {
+                if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                    m.remove("managedFields");
+                }
+            }
+            if a == b {
+                return Ok(Update::Unchanged(old));
+            }
+            // Removing the last finalizer of an object being deleted completes the deletion.
+            let spec_finalizers_done = info.kind != "Namespace"
+                || new["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty());
+            if new["metadata"]["deletionTimestamp"].is_string()
+                && registry::finalizers(&new).is_empty()
+                && spec_finalizers_done
+                && !(info.kind == "Pod"
+                    && new["metadata"]["deletionGracePeriodSeconds"]
+                        .as_i64()
+                        .unwrap_or(0)
+                        > 0)
+            {
+                return Ok(Update::Delete(new));
+            }
+            Ok(Update::Put(new))
+        })
+        .await?;
     let object = match decision {
         Update::Put(v) | Update::Unchanged(v) | Update::Delete(v) => v,
     };
@@ -907,21 +930,21 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<Dele
     if q.get("dryRun") == Some("All") {
         o.dry_run = true;
     }
-    if let Some(p) = &o.propagation {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::invalid(
-                "DeleteOptions",
-                "",
-                "",
-                vec![(
-                    "FieldValueNotSupported".into(),
-                    format!(
-                        "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    ),
-                    "propagationPolicy".into(),
-                )],
-            ));
-        }
+    if let Some(p) = &o.propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::invalid(
+            "DeleteOptions",
+            "",
+            "",
+            vec![(
+                "FieldValueNotSupported".into(),
+                format!(
+                    "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
+                "propagationPolicy".into(),
+            )],
+        ));
     }
     Ok(o)
 }
@@ -940,22 +963,20 @@ pub async fn delete(
         let Some(mut obj) = cur else {
             return Err(ApiError::not_found(&info.plural, &info.group, name));
         };
-        if let Some(uid) = &o.precondition_uid {
-            if obj["metadata"]["uid"].as_str() != Some(uid.as_str()) {
+        if let Some(uid) = &o.precondition_uid
+            && obj["metadata"]["uid"].as_str() != Some(uid.as_str()) {
                 return Err(ApiError::conflict(&info.plural, &info.group, name, &format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                     obj["metadata"]["uid"].as_str().unwrap_or("")
                 )));
             }
-        }
-        if let Some(rv) = &o.precondition_rv {
-            if obj["metadata"]["resourceVersion"].as_str() != Some(rv.as_str()) {
+        if let Some(rv) = &o.precondition_rv
+            && obj["metadata"]["resourceVersion"].as_str() != Some(rv.as_str()) {
                 return Err(ApiError::conflict(&info.plural, &info.group, name, &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                     obj["metadata"]["resourceVersion"].as_str().unwrap_or("")
                 )));
             }
-        }
         let mut fins = registry::finalizers(&obj);
         match o.propagation.as_deref() {
             Some("Orphan") => {

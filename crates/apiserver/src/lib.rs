@@ -110,10 +110,10 @@ async fn compaction_loop(store: Arc<dyn store::Backend>, shutdown: CancellationT
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(COMPACTION_INTERVAL) => {}
         }
-        if previous > store.compacted_revision() {
-            if let Err(e) = store.compact(previous).await {
-                tracing::warn!("store compaction to {previous} failed: {e}");
-            }
+        if previous > store.compacted_revision()
+            && let Err(e) = store.compact(previous).await
+        {
+            tracing::warn!("store compaction to {previous} failed: {e}");
         }
         previous = store.current_revision();
     }

@@ -145,10 +145,10 @@ pub async fn patch(
         new["metadata"]["name"] = old["metadata"]["name"].clone();
         // A patch that leaves a field of the wrong type is unprocessable (422), not a
         // malformed request.
-        if let Err(e) = crate::adapters::validate(&info, &new, Some(old)) {
-            if e.code == 400 {
-                return Err(ApiError::new(422, "Invalid", e.message));
-            }
+        if let Err(e) = crate::adapters::validate(&info, &new, Some(old))
+            && e.code == 400
+        {
+            return Err(ApiError::new(422, "Invalid", e.message));
         }
         Ok(new)
     })

@@ -269,20 +269,19 @@ pub fn init_metadata(obj: &mut Value, info: &ResourceInfo, namespace: &str) -> A
         .get("name")
         .and_then(Value::as_str)
         .is_some_and(|s| !s.is_empty());
-    if !has_name {
-        if let Some(prefix) = meta
+    if !has_name
+        && let Some(prefix) = meta
             .get("generateName")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-        {
-            // Upstream truncates the prefix so the name stays within 63 characters.
-            let mut p = prefix.to_string();
-            p.truncate(58);
-            meta.insert(
-                "name".into(),
-                Value::String(format!("{p}{}", random_suffix(5))),
-            );
-        }
+    {
+        // Upstream truncates the prefix so the name stays within 63 characters.
+        let mut p = prefix.to_string();
+        p.truncate(58);
+        meta.insert(
+            "name".into(),
+            Value::String(format!("{p}{}", random_suffix(5))),
+        );
     }
     if info.namespaced {
         meta.insert("namespace".into(), Value::String(namespace.to_string()));
@@ -302,10 +301,8 @@ pub fn init_metadata(obj: &mut Value, info: &ResourceInfo, namespace: &str) -> A
     ] {
         meta.remove(f);
     }
-    if info.namespaced || !info.namespaced {
-        // generation is managed by the strategy
-        meta.remove("generation");
-    }
+    // generation is managed by the strategy
+    meta.remove("generation");
     Ok(())
 }
 

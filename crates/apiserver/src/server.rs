@@ -310,13 +310,11 @@ fn authenticate(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-    {
-        if let Some(token) = auth
+        && let Some(token) = auth
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))
-        {
-            return server.tokens.authenticate(token.trim());
-        }
+    {
+        return server.tokens.authenticate(token.trim());
     }
     conn.and_then(|c| c.user.clone())
 }

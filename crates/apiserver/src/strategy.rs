@@ -64,10 +64,10 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
         // subresource may set their status on create.
         ("", "Node") => {}
         _ => {
-            if has_status_subresource(info) {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
-                }
+            if has_status_subresource(info)
+                && let Some(o) = obj.as_object_mut()
+            {
+                o.remove("status");
             }
         }
     }

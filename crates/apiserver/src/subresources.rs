@@ -100,10 +100,10 @@ pub async fn apply_scale(
     let info = r.info.clone();
     let name = r.name.clone().unwrap_or_default();
     let res = crate::handlers::update_with(server, r, None, opts, Vec::new(), |old| {
-        if let Some(rv) = &want_rv {
-            if old["metadata"]["resourceVersion"].as_str() != Some(rv.as_str()) {
-                return Err(ApiError::modified(&info.plural, &info.group, &name));
-            }
+        if let Some(rv) = &want_rv
+            && old["metadata"]["resourceVersion"].as_str() != Some(rv.as_str())
+        {
+            return Err(ApiError::modified(&info.plural, &info.group, &name));
         }
         let mut new = old.clone();
         new["spec"]["replicas"] = json!(replicas);

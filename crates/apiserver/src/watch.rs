@@ -199,40 +199,41 @@ pub async fn watch(server: Arc<ApiServer>, r: &ResourceRoute, accept: &str) -> A
         let mut ok = true;
         for ev in replay {
             last_rev = ev.revision;
-            if let Some(b) = encode_event(&mut enc, &ev, &matches) {
-                if tx.send(Ok(b)).await.is_err() {
-                    ok = false;
-                    break;
-                }
+            if let Some(b) = encode_event(&mut enc, &ev, &matches)
+                && tx.send(Ok(b)).await.is_err()
+            {
+                ok = false;
+                break;
             }
         }
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await;
-        while ok {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = ticker.tick() => {
-                    if bookmarks && tx.send(Ok(enc.bookmark(last_rev.max(server2.cache.revision().await), false))).await.is_err() {
-                        break;
-                    }
-                    if tx.is_closed() { break; }
-                }
-                ev = sub.live.recv() => match ev {
-                    Ok(ev) => {
-                        if ev.revision <= last_rev && ev.revision <= sub.revision {
-                            continue;
+        if ok {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = ticker.tick() => {
+                        if bookmarks && tx.send(Ok(enc.bookmark(last_rev.max(server2.cache.revision().await), false))).await.is_err() {
+                            break;
                         }
-                        last_rev = ev.revision;
-                        if let Some(b) = encode_event(&mut enc, &ev, &matches) {
-                            if tx.send(Ok(b)).await.is_err() { break; }
+                        if tx.is_closed() { break; }
+                    }
+                    ev = sub.live.recv() => match ev {
+                        Ok(ev) => {
+                            if ev.revision <= last_rev && ev.revision <= sub.revision {
+                                continue;
+                            }
+                            last_rev = ev.revision;
+                            if let Some(b) = encode_event(&mut enc, &ev, &matches)
+                                && tx.send(Ok(b)).await.is_err() { break; }
                         }
+                        Err(RecvError::Lagged(_)) => {
+                            let e = ApiError::expired(format!("too old resource version: {last_rev}: the watcher fell behind"));
+                            let _ = tx.send(Ok(error_line(&e))).await;
+                            break;
+                        }
+                        Err(RecvError::Closed) => break,
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        let e = ApiError::expired(format!("too old resource version: {last_rev}: the watcher fell behind"));
-                        let _ = tx.send(Ok(error_line(&e))).await;
-                        break;
-                    }
-                    Err(RecvError::Closed) => break,
                 }
             }
         }
