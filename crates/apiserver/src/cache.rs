@@ -178,10 +178,19 @@ impl Cache {
         fields_of: FieldsFn,
     ) -> Result<Arc<Cache>, store::StoreError> {
         let prefix = REGISTRY_PREFIX.as_bytes();
+        // Start from an older revision the store still has, and replay the events since,
+        // so watches can resume from revisions seen before a restart.
+        let current = store.current_revision();
+        let oldest = store
+            .compacted_revision()
+            .max(current - HISTORY_LIMIT as i64)
+            .max(1);
+        let read_at = if oldest < current { oldest } else { 0 };
         let resp = store
             .range(RangeRequest {
                 key: Bytes::from_static(prefix),
                 range_end: Some(store::prefix_end(prefix)),
+                revision: read_at,
                 ..Default::default()
             })
             .await?;
@@ -205,10 +214,12 @@ impl Cache {
             revision_tx,
             fields_of,
         });
+        // Follow every key under "/" (objects and the allocation keys written in the same
+        // transactions), so the cache revision tracks the store's.
         let mut stream = store
             .watch(WatchRequest {
-                key: Bytes::from_static(prefix),
-                range_end: Some(store::prefix_end(prefix)),
+                key: Bytes::from_static(b"/"),
+                range_end: Some(store::prefix_end(b"/")),
                 start_revision: rev + 1,
                 prev_kv: false,
             })
@@ -231,6 +242,13 @@ impl Cache {
     async fn apply(&self, ev: store::Event) {
         let rev = ev.kv.mod_revision;
         let key = String::from_utf8_lossy(&ev.kv.key).to_string();
+        if !key.starts_with(REGISTRY_PREFIX) {
+            let mut st = self.state.write().await;
+            st.revision = st.revision.max(rev);
+            drop(st);
+            self.revision_tx.send_replace(rev);
+            return;
+        }
         let mut st = self.state.write().await;
         let prev = st.objects.get(&key).cloned();
         let event = match ev.kind {
@@ -241,6 +259,8 @@ impl Cache {
                         "store holds a value that is not a JSON object; skipped"
                     );
                     st.revision = st.revision.max(rev);
+                    drop(st);
+                    self.revision_tx.send_replace(rev);
                     return;
                 };
                 let obj = Arc::new(obj);
@@ -261,6 +281,8 @@ impl Cache {
                 st.objects.remove(&key);
                 let Some(prev) = prev else {
                     st.revision = st.revision.max(rev);
+                    drop(st);
+                    self.revision_tx.send_replace(rev);
                     return;
                 };
                 let obj = Arc::new(with_revision(&prev, rev, &self.fields_of));

@@ -171,6 +171,9 @@ impl ApiServer {
             crds: RwLock::new(crate::custom::Crds::default()),
             started: std::time::Instant::now(),
         });
+        // Serve nothing until the cache has replayed the store up to now.
+        let current = server.store.current_revision();
+        server.cache.wait_for(current).await;
         crate::bootstrap::bootstrap(&server).await?;
         Ok(server)
     }
