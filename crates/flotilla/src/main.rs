@@ -25,6 +25,8 @@ enum Command {
     Server(ServerArgs),
     /// Run the API server alone (same as `server` for now: the datastore is embedded).
     Apiserver(ServerArgs),
+    /// Measure this machine: API throughput/latency, memory, store vs etcd, disk.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -119,6 +121,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Server(a) | Command::Apiserver(a) => run_server(a).await,
+            Command::Bench(a) => bench::run_cli(a).await,
         }
     })
 }

@@ -1,0 +1,205 @@
+//! The API server under test: a child `flotilla server` process (the honest
+//! setup: its own process, its own memory, controllers included) or, for tests,
+//! an in-process [`apiserver::start`].
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::BenchError;
+
+/// How to run the server under test.
+#[derive(Clone, Debug)]
+pub enum ServerMode {
+    /// `BIN server --data-dir … --secure-port 0` as a child process.
+    Child(PathBuf),
+    /// `apiserver::start` inside the benchmark process (no controllers, and no
+    /// separate memory figure).
+    InProcess,
+}
+
+enum Inner {
+    Child {
+        child: Child,
+        // Kept open so the server's later writes to stdout cannot fail.
+        _stdout: ChildStdout,
+    },
+    InProcess {
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    },
+}
+
+/// A running server under test. Dropping it kills a child process; call
+/// [`ServerUnderTest::stop`] to also wait for it.
+pub struct ServerUnderTest {
+    inner: Inner,
+    pub kubeconfig: PathBuf,
+    pub log: Option<PathBuf>,
+}
+
+/// How long a server may take to write its kubeconfig.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ServerUnderTest {
+    /// Start a server with its data in `data_dir` on a free loopback port.
+    pub async fn start(mode: &ServerMode, data_dir: &Path) -> Result<Self, BenchError> {
+        std::fs::create_dir_all(data_dir)?;
+        match mode {
+            ServerMode::Child(bin) => Self::start_child(bin, data_dir).await,
+            ServerMode::InProcess => {
+                let config = apiserver::ServerConfig {
+                    data_dir: data_dir.to_path_buf(),
+                    bind_address: "127.0.0.1".into(),
+                    secure_port: 0,
+                    ..Default::default()
+                };
+                let shutdown = CancellationToken::new();
+                let running = apiserver::start(config, shutdown.clone())
+                    .await
+                    .map_err(|e| BenchError::Server(format!("{e:#}")))?;
+                Ok(ServerUnderTest {
+                    inner: Inner::InProcess {
+                        shutdown,
+                        task: running.task,
+                    },
+                    kubeconfig: running.kubeconfig,
+                    log: None,
+                })
+            }
+        }
+    }
+
+    async fn start_child(bin: &Path, data_dir: &Path) -> Result<Self, BenchError> {
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = Command::new(bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--bind-address", "127.0.0.1", "--secure-port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| BenchError::Server(format!("cannot run {}: {e}", bin.display())))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::Server("child has no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(path) = line.strip_prefix("kubeconfig: ") {
+                    return Ok(Some(PathBuf::from(path.trim())));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        };
+        let found = tokio::time::timeout(START_TIMEOUT, wait).await;
+        let kubeconfig = match found {
+            Ok(Ok(Some(path))) => path,
+            other => {
+                let _ = child.kill().await;
+                let why = match other {
+                    Err(_) => "timed out".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(_)) => "exited".to_string(),
+                };
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(10).collect::<Vec<_>>().join(" | ");
+                return Err(BenchError::Server(format!(
+                    "{} server {why} before writing its kubeconfig; log: {tail}",
+                    bin.display()
+                )));
+            }
+        };
+        Ok(ServerUnderTest {
+            inner: Inner::Child {
+                child,
+                _stdout: lines.into_inner().into_inner(),
+            },
+            kubeconfig,
+            log: Some(log_path),
+        })
+    }
+
+    /// The process id of a child server.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.inner {
+            Inner::Child { child, .. } => child.id(),
+            Inner::InProcess { .. } => None,
+        }
+    }
+
+    /// Resident and peak resident memory (VmRSS, VmHWM) of a child server, in bytes.
+    pub fn memory(&self) -> Option<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        Some(Memory {
+            rss: proc_status_bytes(&status, "VmRSS")?,
+            peak: proc_status_bytes(&status, "VmHWM")?,
+        })
+    }
+
+    /// Stop the server and wait for it to end.
+    pub async fn stop(self) {
+        match self.inner {
+            Inner::Child { mut child, .. } => {
+                let _ = child.kill().await;
+            }
+            Inner::InProcess { shutdown, task } => {
+                shutdown.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            }
+        }
+    }
+}
+
+/// Resident memory figures of a process.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Memory {
+    pub rss: u64,
+    pub peak: u64,
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+pub fn proc_status_bytes(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        let mut parts = rest.split_whitespace();
+        let value: u64 = parts.next()?.parse().ok()?;
+        match parts.next() {
+            Some("kB") => Some(value * 1024),
+            None => Some(value),
+            Some(_) => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_status_fields() {
+        let status =
+            "Name:\tflotilla\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nThreads:\t5\nOdd:\t3 MB\n";
+        let cases: &[(&str, Option<u64>)] = &[
+            ("VmRSS", Some(20480 * 1024)),
+            ("VmHWM", Some(40960 * 1024)),
+            ("Threads", Some(5)),
+            ("Odd", None),
+            ("VmSwap", None),
+            ("Vm", None),
+        ];
+        for &(field, want) in cases {
+            assert_eq!(proc_status_bytes(status, field), want, "{field}");
+        }
+    }
+}
