@@ -13,7 +13,9 @@
 //! [`run`] starts them; it is used by `flotilla server` and `flotilla controller-manager`.
 
 pub mod discovery;
+pub mod events;
 pub mod gc;
+pub mod leader;
 pub mod namespace;
 pub mod queue;
 
@@ -48,89 +50,172 @@ pub(crate) fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.is_conflict())
 }
 
-/// Which controllers run and how.
+/// Which controllers run and how. Field names follow upstream kube-controller-manager
+/// flags (e.g. `node_monitor_grace_period` is `--node-monitor-grace-period`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControllerOptions {
-    /// Run the garbage collector.
+    /// Upstream `--controllers`: `*` (all), names to enable, `-name` to disable.
+    pub controllers: Vec<String>,
+    /// Run the garbage collector (kept for callers that toggle it directly).
     pub garbage_collector: bool,
-    /// Run the namespace controller.
+    /// Run the namespace controller (likewise).
     pub namespace: bool,
     /// Concurrent garbage collector workers (upstream `--concurrent-gc-syncs`, 20).
     pub gc_workers: usize,
     /// Concurrent namespace reconciles (upstream `--concurrent-namespace-syncs`, 10).
     pub namespace_workers: usize,
+    /// Concurrent workers of each workload controller (upstream `--concurrent-*-syncs`, 5).
+    pub workload_workers: usize,
     /// How often the garbage collector re-runs discovery to follow new resources.
     pub discovery_period: Duration,
     /// How long the garbage collector waits for its first lists before working.
     pub cache_sync_timeout: Duration,
     /// Retry backoff of failed keys.
     pub backoff: Backoff,
+    /// `--node-monitor-period` (5 s): how often node health is checked.
+    pub node_monitor_period: Duration,
+    /// `--node-monitor-grace-period` (40 s): silence before a node is marked unreachable.
+    pub node_monitor_grace_period: Duration,
+    /// `--node-startup-grace-period` (60 s): grace for a node that never reported.
+    pub node_startup_grace_period: Duration,
+    /// `--allocate-node-cidrs`: give each node a `spec.podCIDR` from `cluster_cidr`.
+    pub allocate_node_cidrs: bool,
+    /// `--cluster-cidr` (pod network).
+    pub cluster_cidr: String,
+    /// `--node-cidr-mask-size` (24).
+    pub node_cidr_mask_size: u8,
+    /// `--leader-elect`: run only while holding the `kube-controller-manager` Lease.
+    pub leader_elect: bool,
+    /// Identity used in the Lease (hostname plus a unique suffix by default).
+    pub leader_identity: String,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
         Self {
+            controllers: vec!["*".into()],
             garbage_collector: true,
             namespace: true,
             gc_workers: 20,
             namespace_workers: 10,
+            workload_workers: 5,
             discovery_period: Duration::from_secs(30),
             cache_sync_timeout: Duration::from_secs(60),
             backoff: Backoff::default(),
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_startup_grace_period: Duration::from_secs(60),
+            allocate_node_cidrs: true,
+            cluster_cidr: "10.42.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            leader_elect: true,
+            leader_identity: leader::default_identity(),
         }
     }
 }
 
-/// Run the enabled controllers until `shutdown` is cancelled (or one fails).
-///
-/// Leader election is not implemented yet. Its seam is this function: when it
-/// arrives, `run` will first acquire the lease (a `coordination.k8s.io` Lease) and pass
-/// the controllers a token that is cancelled when leadership is lost, instead of
-/// `shutdown` itself; the controllers already stop cleanly on that token. Until then,
-/// run exactly one instance per cluster.
+impl ControllerOptions {
+    /// Whether the controller named `name` is enabled by `--controllers`.
+    pub fn enabled(&self, name: &str) -> bool {
+        if name == "garbagecollector" && !self.garbage_collector {
+            return false;
+        }
+        if name == "namespace" && !self.namespace {
+            return false;
+        }
+        let mut on = false;
+        for c in &self.controllers {
+            if c == "*" {
+                on = true;
+            } else if c == name {
+                return true;
+            } else if c.strip_prefix('-') == Some(name) {
+                return false;
+            }
+        }
+        on
+    }
+}
+
+/// How a controller is started: its own run function on its own task.
+pub type RunFn = fn(
+    Client,
+    ControllerOptions,
+    CancellationToken,
+) -> futures::future::BoxFuture<'static, Result<(), Error>>;
+
+/// Every controller, by its upstream name. New controllers add one line here.
+pub const CONTROLLERS: &[(&str, RunFn)] = &[
+    ("garbagecollector", |c, o, t| {
+        Box::pin(async move { gc::run(c, &o, t).await })
+    }),
+    ("namespace", |c, o, t| {
+        Box::pin(async move { namespace::run(c, &o, t).await })
+    }),
+];
+
+/// Run the enabled controllers until `shutdown` is cancelled (or one fails). With
+/// `leader_elect`, they run only while this process holds the `kube-controller-manager`
+/// Lease in `kube-system`, and stop when leadership is lost.
 pub async fn run(
     client: Client,
     opts: ControllerOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if opts.leader_elect {
+        let cfg =
+            leader::LeaderElectionConfig::new("kube-controller-manager", &opts.leader_identity);
+        let c = client.clone();
+        leader::run_elected(client, cfg, shutdown, move |token| {
+            let c = c.clone();
+            let o = opts.clone();
+            async move {
+                if let Err(e) = run_all(c, o, token).await {
+                    tracing::error!("controllers stopped: {e:#}");
+                }
+            }
+        })
+        .await;
+        Ok(())
+    } else {
+        run_all(client, opts, shutdown).await
+    }
+}
+
+/// Run every enabled controller (no leader election).
+pub async fn run_all(
+    client: Client,
+    opts: ControllerOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let leading = shutdown.child_token();
-    info!(
-        gc = opts.garbage_collector,
-        namespace = opts.namespace,
-        "controllers: starting"
-    );
-    let gc = async {
-        if opts.garbage_collector {
-            gc::run(client.clone(), &opts, leading.clone()).await
-        } else {
-            Ok(())
+    let mut tasks = Vec::new();
+    for (name, start) in CONTROLLERS {
+        if !opts.enabled(name) {
+            continue;
         }
-    };
-    let ns = async {
-        if opts.namespace {
-            namespace::run(client.clone(), &opts, leading.clone()).await
-        } else {
-            Ok(())
-        }
-    };
-    let (a, b) = tokio::join!(
-        async {
-            let r = gc.await;
-            if r.is_err() {
-                leading.cancel();
+        info!(controller = name, "starting controller");
+        let fut = start(client.clone(), opts.clone(), leading.clone());
+        let token = leading.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = fut.await;
+            if let Err(e) = &r {
+                tracing::error!(controller = name, "controller failed: {e}");
+                token.cancel();
             }
             r
-        },
-        async {
-            let r = ns.await;
-            if r.is_err() {
-                leading.cancel();
+        }));
+    }
+    let mut first_err = None;
+    for t in tasks {
+        match t.await {
+            Ok(Err(e)) if first_err.is_none() => first_err = Some(anyhow::anyhow!(e)),
+            Err(e) if first_err.is_none() => {
+                first_err = Some(anyhow::anyhow!("controller task panicked: {e}"))
             }
-            r
+            _ => {}
         }
-    );
-    a?;
-    b?;
+    }
     info!("controllers: stopped");
-    Ok(())
+    first_err.map_or(Ok(()), Err)
 }
