@@ -8,6 +8,7 @@
 //! network or any runtime crate.
 
 pub mod catalog;
+pub mod duration;
 pub mod fields;
 pub mod names;
 pub mod patch;

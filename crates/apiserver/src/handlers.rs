@@ -703,7 +703,13 @@ pub async fn create(
     strategy::prepare_create(info, &mut obj);
     crate::custom::prepare_custom(server, info, &mut obj)?;
     crate::adapters::apply_defaults(info, &mut obj);
-    api::validation::apply_admission_defaults(&info.group, &info.kind, &mut obj);
+    api::validation::apply_admission_defaults_with(
+        &info.group,
+        &info.kind,
+        &mut obj,
+        server.config.default_not_ready_toleration_seconds,
+        server.config.default_unreachable_toleration_seconds,
+    );
     crate::adapters::validate(info, &obj, None)?;
     crate::custom::validate_custom(server, info, &obj)?;
     check_namespace(server, info, &r.namespace).await?;

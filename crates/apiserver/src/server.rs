@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub tls_san: Vec<String>,
     /// The Service cluster IP range (`--service-cluster-ip-range`).
     pub service_cidr: String,
+    /// `--default-not-ready-toleration-seconds` (DefaultTolerationSeconds admission).
+    pub default_not_ready_toleration_seconds: i64,
+    /// `--default-unreachable-toleration-seconds`.
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +48,8 @@ impl Default for ServerConfig {
             token_auth_file: None,
             tls_san: Vec::new(),
             service_cidr: "10.96.0.0/12".into(),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 }

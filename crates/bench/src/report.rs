@@ -180,7 +180,7 @@ pub fn mb(bytes: u64) -> String {
 
 /// A count in thousands when round, as the issue names sizes ("10k").
 pub fn count(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
+    if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

@@ -24,7 +24,7 @@ pub enum ServerMode {
 
 enum Inner {
     Child {
-        child: Child,
+        child: Box<Child>,
         // Kept open so the server's later writes to stdout cannot fail.
         _stdout: ChildStdout,
     },
@@ -122,7 +122,7 @@ impl ServerUnderTest {
         };
         Ok(ServerUnderTest {
             inner: Inner::Child {
-                child,
+                child: Box::new(child),
                 _stdout: lines.into_inner().into_inner(),
             },
             kubeconfig,

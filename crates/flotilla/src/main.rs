@@ -1,9 +1,11 @@
 //! The `flotilla` binary: one executable, every cluster role as a subcommand.
 //!
 //! This is the only place that wires components together; each component crate can be
-//! used on its own.
+//! used on its own. `server` runs the whole control plane in one process; every other
+//! component is an API client and also runs alone against a kubeconfig.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -21,10 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane (datastore + API server) on this machine.
-    Server(ServerArgs),
-    /// Run the API server alone (same as `server` for now: the datastore is embedded).
+    /// Run the control plane (datastore, API server, controller manager) on this machine.
+    Server(ServerCmd),
+    /// Run the API server (with its embedded datastore) alone.
     Apiserver(ServerArgs),
+    /// Run the controller manager against an API server.
+    ControllerManager(ControllerManagerCmd),
     /// Measure this machine: API throughput/latency, memory, store vs etcd, disk.
     Bench(bench::BenchArgs),
 }
@@ -49,6 +53,90 @@ struct ServerArgs {
     /// The Service cluster IP range.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
+    /// Toleration seconds added to pods for node.kubernetes.io/not-ready:NoExecute.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Toleration seconds added to pods for node.kubernetes.io/unreachable:NoExecute.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+}
+
+/// A Go-style duration flag value (`40s`, `5m0s`).
+fn duration(s: &str) -> Result<Duration, String> {
+    api::duration::parse(s)
+}
+
+/// The controller manager's flags (upstream kube-controller-manager names).
+#[derive(Args, Clone)]
+struct ControllerFlags {
+    /// Controllers to run: `*` for all, `name` to enable, `-name` to disable.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// How often node health is checked.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    node_monitor_period: Duration,
+    /// How long a node may stay silent before it is marked unreachable.
+    #[arg(long, value_parser = duration, default_value = "40s")]
+    node_monitor_grace_period: Duration,
+    /// Grace for a node that never reported status.
+    #[arg(long, value_parser = duration, default_value = "1m0s")]
+    node_startup_grace_period: Duration,
+    /// Give each node a pod CIDR from --cluster-cidr.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Size of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Run only while holding the kube-controller-manager Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Concurrent garbage collector workers.
+    #[arg(long, default_value_t = 20)]
+    concurrent_gc_syncs: usize,
+    /// Concurrent namespace deletions.
+    #[arg(long, default_value_t = 10)]
+    concurrent_namespace_syncs: usize,
+}
+
+impl ControllerFlags {
+    fn options(&self) -> controllers::ControllerOptions {
+        controllers::ControllerOptions {
+            controllers: self.controllers.clone(),
+            node_monitor_period: self.node_monitor_period,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_startup_grace_period: self.node_startup_grace_period,
+            allocate_node_cidrs: self.allocate_node_cidrs,
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            leader_elect: self.leader_elect,
+            gc_workers: self.concurrent_gc_syncs,
+            namespace_workers: self.concurrent_namespace_syncs,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct ServerCmd {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    controllers: ControllerFlags,
+    /// Do not run the controller manager in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
+}
+
+#[derive(Args, Clone)]
+struct ControllerManagerCmd {
+    /// kubeconfig of the API server to manage.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    controllers: ControllerFlags,
 }
 
 fn init_logging() {
@@ -58,47 +146,6 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-}
-
-async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let config = apiserver::ServerConfig {
-        data_dir: args.data_dir,
-        bind_address: args.bind_address,
-        secure_port: args.secure_port,
-        token_auth_file: args.token_auth_file,
-        tls_san: args.tls_san,
-        service_cidr: args.service_cluster_ip_range,
-    };
-    let running = apiserver::start(config, shutdown.clone()).await?;
-    tracing::info!(
-        "flotilla API server listening on https://{}; admin kubeconfig: {}",
-        running.addr,
-        running.kubeconfig.display()
-    );
-    println!("kubeconfig: {}", running.kubeconfig.display());
-    let client = kube_client(&running.kubeconfig).await?;
-    let ctrl_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(e) = controllers::run(
-            client,
-            controllers::ControllerOptions::default(),
-            ctrl_shutdown,
-        )
-        .await
-        {
-            tracing::error!("controller manager stopped: {e:#}");
-        }
-    });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        r = running.task => { r??; }
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    Ok(())
 }
 
 /// A client of the API server from a kubeconfig file.
@@ -112,6 +159,75 @@ async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Wait for SIGINT or SIGTERM.
+async fn terminated() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn server_config(args: &ServerArgs) -> apiserver::ServerConfig {
+    apiserver::ServerConfig {
+        data_dir: args.data_dir.clone(),
+        bind_address: args.bind_address.clone(),
+        secure_port: args.secure_port,
+        token_auth_file: args.token_auth_file.clone(),
+        tls_san: args.tls_san.clone(),
+        service_cidr: args.service_cluster_ip_range.clone(),
+        default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+    }
+}
+
+async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let running = apiserver::start(server_config(&cmd.server), shutdown.clone()).await?;
+    tracing::info!(
+        "flotilla API server listening on https://{}; admin kubeconfig: {}",
+        running.addr,
+        running.kubeconfig.display()
+    );
+    println!("kubeconfig: {}", running.kubeconfig.display());
+    let mut components = Vec::new();
+    if with_components && !cmd.disable_controller_manager {
+        let client = kube_client(&running.kubeconfig).await?;
+        let opts = cmd.controllers.options();
+        let token = shutdown.clone();
+        components.push(tokio::spawn(async move {
+            if let Err(e) = controllers::run(client, opts, token).await {
+                tracing::error!("controller manager stopped: {e:#}");
+            }
+        }));
+    }
+    tokio::select! {
+        r = terminated() => r?,
+        r = running.task => { r??; }
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    for c in components {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
+    Ok(())
+}
+
+async fn run_controller_manager(cmd: ControllerManagerCmd) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let client = kube_client(&cmd.kubeconfig).await?;
+    let task = tokio::spawn(controllers::run(
+        client,
+        cmd.controllers.options(),
+        shutdown.clone(),
+    ));
+    terminated().await?;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
@@ -120,8 +236,29 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Server(a) | Command::Apiserver(a) => run_server(a).await,
+            Command::Server(cmd) => run_server(cmd, true).await,
+            Command::Apiserver(server) => {
+                let cmd = ServerCmd {
+                    server,
+                    controllers: ControllerFlags::parse_defaults(),
+                    disable_controller_manager: true,
+                };
+                run_server(cmd, false).await
+            }
+            Command::ControllerManager(cmd) => run_controller_manager(cmd).await,
             Command::Bench(a) => bench::run_cli(a).await,
         }
     })
+}
+
+impl ControllerFlags {
+    /// The flags' defaults, for roles that don't take them.
+    fn parse_defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            f: ControllerFlags,
+        }
+        Only::parse_from(["flotilla"]).f
+    }
 }

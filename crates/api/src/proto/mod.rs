@@ -25,7 +25,7 @@ mod encode;
 #[rustfmt::skip]
 mod schema;
 mod table;
-mod values;
+pub(crate) mod values;
 mod wire;
 
 #[cfg(test)]

@@ -140,6 +140,28 @@ pub fn apply_defaults(group: &str, version: &str, kind: &str, obj: &mut Value) {
 /// unreachable tolerations, and the `default` service account name. (Mounting the
 /// service account token needs the API and is left to the server.)
 pub fn apply_admission_defaults(group: &str, kind: &str, obj: &mut Value) {
+    apply_admission_defaults_with(
+        group,
+        kind,
+        obj,
+        DEFAULT_TOLERATION_SECONDS,
+        DEFAULT_TOLERATION_SECONDS,
+    );
+}
+
+/// Upstream's `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds` default.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// [`apply_admission_defaults`] with the DefaultTolerationSeconds admission plugin's
+/// two durations given (`not_ready`, `unreachable`).
+pub fn apply_admission_defaults_with(
+    group: &str,
+    kind: &str,
+    obj: &mut Value,
+    not_ready: i64,
+    unreachable: i64,
+) {
     if (group, kind) != ("", "Pod") {
         return;
     }
@@ -161,9 +183,9 @@ pub fn apply_admission_defaults(group: &str, kind: &str, obj: &mut Value) {
         *tolerations = json!([]);
     }
     if let Value::Array(list) = tolerations {
-        for key in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
+        for (key, seconds) in [
+            ("node.kubernetes.io/not-ready", not_ready),
+            ("node.kubernetes.io/unreachable", unreachable),
         ] {
             let tolerated = list.iter().any(|t| {
                 let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
@@ -174,7 +196,7 @@ pub fn apply_admission_defaults(group: &str, kind: &str, obj: &mut Value) {
                     && (effect.is_empty() || effect == "NoExecute")
             });
             if !tolerated {
-                list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+                list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
             }
         }
     }

@@ -26,7 +26,10 @@ use serde_json::{Map, Value, json};
 
 pub use batch::parse_cron;
 pub use core_v1::{MAX_SECRET_SIZE, NODE_PORT_RANGE};
-pub use defaults::{apply_admission_defaults, apply_defaults, generate_job_selector};
+pub use defaults::{
+    DEFAULT_TOLERATION_SECONDS, apply_admission_defaults, apply_admission_defaults_with,
+    apply_defaults, generate_job_selector,
+};
 pub use meta::{
     validate_annotations, validate_label_selector, validate_labels, validate_object_meta_value,
 };
