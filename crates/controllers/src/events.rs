@@ -14,6 +14,11 @@ use tokio::sync::Mutex;
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";
 
+/// (object uid or key, type, reason, message).
+type SeenKey = (String, String, String, String);
+/// (event namespace, event name, count).
+type SeenEvent = (String, String, i32);
+
 /// Emits Events on behalf of one component (e.g. `replicaset-controller`).
 #[derive(Clone)]
 pub struct Recorder {
@@ -21,7 +26,7 @@ pub struct Recorder {
     component: String,
     host: Option<String>,
     /// (object uid or key, type, reason, message) → (event namespace, name, count).
-    seen: Arc<Mutex<HashMap<(String, String, String, String), (String, String, i32)>>>,
+    seen: Arc<Mutex<HashMap<SeenKey, SeenEvent>>>,
 }
 
 impl Recorder {
