@@ -29,7 +29,7 @@ use anyhow::Context;
 use http::{Method, StatusCode};
 
 use crate::client::ApiClient;
-use crate::report::{DiskFigures, MemoryFigures, PutFigures, Report};
+use crate::report::{DiskFigures, MemoryFigures, PhaseCpu, PutFigures, Report};
 use crate::server::{ServerMode, ServerUnderTest};
 
 /// Errors of the benchmark's clients and processes.
@@ -230,7 +230,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         .prefix("flotilla-bench-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+    let load_average = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    };
     let mut report = Report {
+        load_average_before: load_average(),
         profile: opts.profile.clone(),
         server: match &opts.server {
             ServerMode::Child(bin) => format!("child process `{} server`", bin.display()),
@@ -241,6 +247,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     let result = measure(&opts, work.path(), &mut report).await;
     report.seconds = started.elapsed().as_secs_f64();
+    report.load_average_after = load_average();
     if opts.keep {
         let kept = work.keep();
         eprintln!("[bench] kept {}", kept.display());
@@ -359,6 +366,39 @@ async fn etcd_puts(
     Ok(figures)
 }
 
+/// Measures the CPU both processes use during a phase.
+struct CpuMeter {
+    started: Instant,
+    server: Option<Duration>,
+    bench: Option<Duration>,
+    machine: Option<Duration>,
+}
+
+impl CpuMeter {
+    fn start(server: &ServerUnderTest) -> CpuMeter {
+        CpuMeter {
+            started: Instant::now(),
+            server: server.cpu_time(),
+            bench: server::own_cpu_time(),
+            machine: server::machine_cpu_now(),
+        }
+    }
+
+    fn finish(self, server: &ServerUnderTest, phase: String, ops: usize) -> PhaseCpu {
+        let delta = |before: Option<Duration>, after: Option<Duration>| {
+            Some(after?.saturating_sub(before?).as_secs_f64())
+        };
+        PhaseCpu {
+            phase,
+            seconds: self.started.elapsed().as_secs_f64(),
+            server_cpu_secs: delta(self.server, server.cpu_time()),
+            bench_cpu_secs: delta(self.bench, server::own_cpu_time()),
+            machine_cpu_secs: delta(self.machine, server::machine_cpu_now()),
+            ops,
+        }
+    }
+}
+
 async fn measure_server(
     opts: &Options,
     server: &ServerUnderTest,
@@ -388,8 +428,14 @@ async fn measure_server(
             opts,
             &format!("pods: {total} creates at concurrency {concurrency}"),
         );
+        let meter = CpuMeter::start(server);
         let figures =
             load::create_pods(&client, &prefix, concurrency, total, Instant::now() + limit).await?;
+        report.cpu.push(meter.finish(
+            server,
+            format!("pod create c={concurrency}"),
+            figures.created,
+        ));
         pods += figures.created;
         report.creates.push(figures);
     }
@@ -400,8 +446,12 @@ async fn measure_server(
         .map(|i| format!("c{high}-{i:07}"))
         .collect();
     if !names.is_empty() {
-        report.get =
-            Some(load::get_pods(&client, &names, sizes.gets, Instant::now() + limit).await?);
+        let meter = CpuMeter::start(server);
+        let get = load::get_pods(&client, &names, sizes.gets, Instant::now() + limit).await?;
+        report
+            .cpu
+            .push(meter.finish(server, "pod GET c=1".into(), get.latency.samples));
+        report.get = Some(get);
     }
 
     progress(
@@ -411,6 +461,7 @@ async fn measure_server(
             sizes.watchers, sizes.watch_events, sizes.watch_rate
         ),
     );
+    let meter = CpuMeter::start(server);
     let watch = load::watch_latency(
         &client,
         sizes.watchers,
@@ -419,6 +470,11 @@ async fn measure_server(
         Instant::now() + limit,
     )
     .await?;
+    report.cpu.push(meter.finish(
+        server,
+        format!("watch ({} watchers)", watch.watchers),
+        watch.deliveries,
+    ));
     pods += watch.events;
     report.watch = Some(watch);
 
@@ -430,6 +486,7 @@ async fn measure_server(
                 &format!("pods: filling to {target} at concurrency {high}"),
             );
             let fill_limit = if target == largest { limit * 3 } else { limit };
+            let meter = CpuMeter::start(server);
             let fill = load::create_pods(
                 &client,
                 &format!("fill{target}"),
@@ -438,6 +495,11 @@ async fn measure_server(
                 Instant::now() + fill_limit,
             )
             .await?;
+            report.cpu.push(meter.finish(
+                server,
+                format!("pod create c={high} (fill to {})", report::count(target)),
+                fill.created,
+            ));
             pods += fill.created;
             report.fills.push(fill);
         }
@@ -445,9 +507,14 @@ async fn measure_server(
             opts,
             &format!("pods: {} LISTs of {pods}", sizes.list_samples),
         );
-        report
-            .lists
-            .push(load::list_pods(&client, pods, sizes.list_samples).await?);
+        let meter = CpuMeter::start(server);
+        let list = load::list_pods(&client, pods, sizes.list_samples).await?;
+        report.cpu.push(meter.finish(
+            server,
+            format!("pod LIST {}", report::count(pods)),
+            list.latency.samples,
+        ));
+        report.lists.push(list);
     }
 
     tokio::time::sleep(sizes.idle_wait).await;

@@ -92,6 +92,22 @@ pub struct MemoryFigures {
     pub pods: usize,
 }
 
+/// CPU used during one phase, to tell a CPU-bound server from a waiting one.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseCpu {
+    pub phase: String,
+    pub seconds: f64,
+    /// CPU-seconds of the server process (None in-process).
+    pub server_cpu_secs: Option<f64>,
+    /// CPU-seconds of the benchmark process (the clients; in-process, the server too).
+    pub bench_cpu_secs: Option<f64>,
+    /// CPU-seconds of the whole machine: what is neither server nor benchmark is
+    /// other load that skews the figures.
+    pub machine_cpu_secs: Option<f64>,
+    /// Operations done in the phase.
+    pub ops: usize,
+}
+
 /// Everything one benchmark run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
@@ -101,6 +117,9 @@ pub struct Report {
     pub server: String,
     pub work_dir: String,
     pub seconds: f64,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run started and ended.
+    pub load_average_before: Option<String>,
+    pub load_average_after: Option<String>,
     pub disk: Option<DiskFigures>,
     pub store: Vec<PutFigures>,
     /// Why etcd was not measured, if it was not.
@@ -113,6 +132,7 @@ pub struct Report {
     pub lists: Vec<ListFigures>,
     pub memory_idle: Option<MemoryFigures>,
     pub memory_loaded: Option<MemoryFigures>,
+    pub cpu: Vec<PhaseCpu>,
 }
 
 /// The verdict on one target.
@@ -327,8 +347,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "flotilla bench ({}): {}; work dir {}; {:.0} s",
-            self.profile, self.server, self.work_dir, self.seconds
+            "flotilla bench ({}): {}; work dir {}; {:.0} s; load average {} before, {} after",
+            self.profile,
+            self.server,
+            self.work_dir,
+            self.seconds,
+            self.load_average_before.as_deref().unwrap_or("?"),
+            self.load_average_after.as_deref().unwrap_or("?"),
         )?;
         let rows = self.rows();
         let w0 = rows
@@ -359,6 +384,40 @@ impl fmt::Display for Report {
                 "{:w0$}  {:w1$}  {:w2$}  {verdict}",
                 r.what, r.result, r.target
             )?;
+        }
+        if !self.cpu.is_empty() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            writeln!(
+                f,
+                "CPU per phase ({cores} cores shared by server and clients):"
+            )?;
+            for c in &self.cpu {
+                let pct = |cpu: Option<f64>| {
+                    cpu.map_or("-".to_string(), |v| {
+                        format!("{:.0}%", 100.0 * v / c.seconds.max(1e-9))
+                    })
+                };
+                let per_op = |cpu: Option<f64>| {
+                    cpu.filter(|_| c.ops > 0).map_or("-".to_string(), |v| {
+                        format!("{:.0} µs", 1e6 * v / c.ops as f64)
+                    })
+                };
+                let others = match (c.machine_cpu_secs, c.server_cpu_secs, c.bench_cpu_secs) {
+                    (Some(m), s, Some(b)) => Some((m - s.unwrap_or(0.0) - b).max(0.0)),
+                    _ => None,
+                };
+                writeln!(
+                    f,
+                    "  {:34} {:>7.1} s  server {:>5} ({:>8}/op)  bench {:>5} ({:>8}/op)  other processes {:>5}",
+                    c.phase,
+                    c.seconds,
+                    pct(c.server_cpu_secs),
+                    per_op(c.server_cpu_secs),
+                    pct(c.bench_cpu_secs),
+                    per_op(c.bench_cpu_secs),
+                    pct(others),
+                )?;
+            }
         }
         for c in self.creates.iter().chain(&self.fills) {
             if let Some(e) = &c.first_error {

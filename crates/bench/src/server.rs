@@ -147,6 +147,11 @@ impl ServerUnderTest {
         })
     }
 
+    /// CPU time (user + system, all threads) a child server has used so far.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        process_cpu_time(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?)
+    }
+
     /// Stop the server and wait for it to end.
     pub async fn stop(self) {
         match self.inner {
@@ -168,6 +173,49 @@ pub struct Memory {
     pub peak: u64,
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat` times: Linux's `USER_HZ`, which
+/// is 100 on every architecture userspace sees (`getconf CLK_TCK`).
+const USER_HZ: u64 = 100;
+
+/// utime + stime of a `/proc/<pid>/stat` line.
+pub fn process_cpu_time(stat: &str) -> Option<Duration> {
+    // The command name (field 2) may hold spaces and parentheses: fields are
+    // counted after its closing parenthesis, where field 3 (state) comes first.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
+/// CPU time this (the benchmark) process has used so far.
+pub fn own_cpu_time() -> Option<Duration> {
+    process_cpu_time(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// CPU time all processes of the machine have used (the `cpu` line of
+/// `/proc/stat`: everything but idle and iowait; guest time is already in user).
+pub fn machine_cpu_time(proc_stat: &str) -> Option<Duration> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal …
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| ticks.get(i).copied())
+        .sum::<Option<u64>>()?;
+    Some(Duration::from_millis(busy * 1000 / USER_HZ))
+}
+
+/// [`machine_cpu_time`] of this machine now.
+pub fn machine_cpu_now() -> Option<Duration> {
+    machine_cpu_time(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// A `kB` field of `/proc/<pid>/status`, in bytes.
 pub fn proc_status_bytes(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|line| {
@@ -185,6 +233,51 @@ pub fn proc_status_bytes(status: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_proc_stat_cpu_times() {
+        let cases: &[(&str, Option<u64>)] = &[
+            (
+                "1234 (flotilla) S 1 1234 1234 0 -1 4194560 500 0 0 0 150 50 0 0 20 0 5 0 100 0 0",
+                Some(2000),
+            ),
+            (
+                "77 (odd) name)) R 1 77 77 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 1 0 0",
+                Some(100),
+            ),
+            ("77 (short) R 1", None),
+            ("no parenthesis", None),
+        ];
+        for &(stat, want_ms) in cases {
+            assert_eq!(
+                process_cpu_time(stat),
+                want_ms.map(Duration::from_millis),
+                "{stat}"
+            );
+        }
+        assert!(own_cpu_time().is_some());
+    }
+
+    #[test]
+    fn sums_busy_machine_time() {
+        let cases: &[(&str, Option<u64>)] = &[
+            // user 100, nice 1, system 20, idle 5000, iowait 7, irq 2, softirq 3, steal 4
+            (
+                "cpu  100 1 20 5000 7 2 3 4 0 0\ncpu0 50 0 10 2500 3 1 1 2 0 0\n",
+                Some(1300),
+            ),
+            ("cpu  100 1 20 5000 7 2 3\n", None),
+            ("cpu0 1 2 3 4 5 6 7 8\n", None),
+            ("cpu  1 x 3 4 5 6 7 8\n", None),
+        ];
+        for &(stat, want_ms) in cases {
+            assert_eq!(
+                machine_cpu_time(stat),
+                want_ms.map(Duration::from_millis),
+                "{stat}"
+            );
+        }
+    }
 
     #[test]
     fn parses_proc_status_fields() {

@@ -12,12 +12,25 @@
 //!
 //! [`run`] starts them; it is used by `flotilla server` and `flotilla controller-manager`.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod discovery;
+pub mod endpointslice;
 pub mod events;
 pub mod gc;
+pub mod history;
+pub mod job;
 pub mod leader;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod queue;
+pub mod replicaset;
+pub mod serviceaccount;
+pub mod statefulset;
+pub mod workload;
 
 use std::time::Duration;
 
@@ -84,6 +97,11 @@ pub struct ControllerOptions {
     pub cluster_cidr: String,
     /// `--node-cidr-mask-size` (24).
     pub node_cidr_mask_size: u8,
+    /// `--terminated-pod-gc-threshold` (12500): terminated pods kept before the pod GC
+    /// deletes the oldest (0 disables).
+    pub terminated_pod_gc_threshold: usize,
+    /// `--max-endpoints-per-slice` (100).
+    pub max_endpoints_per_slice: usize,
     /// `--leader-elect`: run only while holding the `kube-controller-manager` Lease.
     pub leader_elect: bool,
     /// Identity used in the Lease (hostname plus a unique suffix by default).
@@ -108,6 +126,8 @@ impl Default for ControllerOptions {
             allocate_node_cidrs: true,
             cluster_cidr: "10.42.0.0/16".into(),
             node_cidr_mask_size: 24,
+            terminated_pod_gc_threshold: 12500,
+            max_endpoints_per_slice: 100,
             leader_elect: true,
             leader_identity: leader::default_identity(),
         }
@@ -151,6 +171,48 @@ pub const CONTROLLERS: &[(&str, RunFn)] = &[
     }),
     ("namespace", |c, o, t| {
         Box::pin(async move { namespace::run(c, &o, t).await })
+    }),
+    ("nodelifecycle", |c, o, t| {
+        Box::pin(async move { nodelifecycle::run(c, &o, t).await })
+    }),
+    ("taint-eviction-controller", |c, o, t| {
+        Box::pin(async move { nodelifecycle::taint_eviction::run(c, &o, t).await })
+    }),
+    ("nodeipam", |c, o, t| {
+        Box::pin(async move { nodeipam::run(c, &o, t).await })
+    }),
+    ("podgc", |c, o, t| {
+        Box::pin(async move { podgc::run(c, &o, t).await })
+    }),
+    ("endpointslice", |c, o, t| {
+        Box::pin(async move { endpointslice::run(c, &o, t).await })
+    }),
+    ("endpoint", |c, o, t| {
+        Box::pin(async move { endpointslice::endpoints::run(c, &o, t).await })
+    }),
+    ("serviceaccount", |c, o, t| {
+        Box::pin(async move { serviceaccount::run(c, &o, t).await })
+    }),
+    ("daemonset", |c, o, t| {
+        Box::pin(async move { daemonset::run(c, &o, t).await })
+    }),
+    ("statefulset", |c, o, t| {
+        Box::pin(async move { statefulset::run(c, &o, t).await })
+    }),
+    ("job", |c, o, t| {
+        Box::pin(async move { job::run(c, &o, t).await })
+    }),
+    ("ttl-after-finished", |c, o, t| {
+        Box::pin(async move { job::ttl_after_finished::run(c, &o, t).await })
+    }),
+    ("cronjob", |c, o, t| {
+        Box::pin(async move { cronjob::run(c, &o, t).await })
+    }),
+    ("replicaset", |c, o, t| {
+        Box::pin(async move { replicaset::run(c, &o, t).await })
+    }),
+    ("deployment", |c, o, t| {
+        Box::pin(async move { deployment::run(c, &o, t).await })
     }),
 ];
 
