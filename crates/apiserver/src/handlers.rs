@@ -845,7 +845,10 @@ where
             }
             prune_unknown(server, &info, &mut new);
             crate::adapters::apply_defaults(&info, &mut new);
-            crate::adapters::validate(&info, &new, Some(&old))?;
+            // A binding sets spec.nodeName, which pod updates may not change: like
+            // upstream's binding storage it checks the object itself, not the update.
+            let validate_against = (sub != Some("binding")).then_some(&old);
+            crate::adapters::validate(&info, &new, validate_against)?;
             crate::custom::validate_custom(server, &info, &new)?;
             if !opts.apply {
                 crate::adapters::record_managed_fields(

@@ -29,6 +29,10 @@ enum Command {
     Apiserver(ServerArgs),
     /// Run the controller manager against an API server.
     ControllerManager(ControllerManagerCmd),
+    /// Run a scheduler against an API server (`--scheduler-name` for a second one).
+    Scheduler(SchedulerCmd),
+    /// Run simulated ("hollow") nodes against an API server.
+    Sim(SimCmd),
     /// Measure this machine: API throughput/latency, memory, store vs etcd, disk.
     Bench(bench::BenchArgs),
 }
@@ -99,6 +103,12 @@ struct ControllerFlags {
     /// Concurrent namespace deletions.
     #[arg(long, default_value_t = 10)]
     concurrent_namespace_syncs: usize,
+    /// Terminated pods kept before the pod GC deletes the oldest (0 disables).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
+    /// Most endpoints in one EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    max_endpoints_per_slice: usize,
 }
 
 impl ControllerFlags {
@@ -114,6 +124,8 @@ impl ControllerFlags {
             leader_elect: self.leader_elect,
             gc_workers: self.concurrent_gc_syncs,
             namespace_workers: self.concurrent_namespace_syncs,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            max_endpoints_per_slice: self.max_endpoints_per_slice,
             ..Default::default()
         }
     }
@@ -128,6 +140,27 @@ struct ServerCmd {
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
+}
+
+#[derive(Args, Clone)]
+struct SchedulerCmd {
+    /// kubeconfig of the API server.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    scheduler: scheduler::SchedulerArgs,
+}
+
+#[derive(Args, Clone)]
+struct SimCmd {
+    /// kubeconfig of the API server.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    sim: sim::SimArgs,
 }
 
 #[derive(Args, Clone)]
@@ -202,6 +235,19 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
             }
         }));
     }
+    if with_components && !cmd.disable_scheduler {
+        let client = kube_client(&running.kubeconfig).await?;
+        let args = scheduler::SchedulerArgs {
+            leader_elect: cmd.controllers.leader_elect,
+            ..Default::default()
+        };
+        let token = shutdown.clone();
+        components.push(tokio::spawn(async move {
+            if let Err(e) = scheduler::run(client, args, token).await {
+                tracing::error!("scheduler stopped: {e:#}");
+            }
+        }));
+    }
     tokio::select! {
         r = terminated() => r?,
         r = running.task => { r??; }
@@ -228,6 +274,25 @@ async fn run_controller_manager(cmd: ControllerManagerCmd) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Runs one client component until SIGINT/SIGTERM (or until it stops by itself).
+async fn until_terminated<F, Fut>(component: F) -> anyhow::Result<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let shutdown = CancellationToken::new();
+    let mut task = tokio::spawn(component(shutdown.clone()));
+    tokio::select! {
+        r = terminated() => r?,
+        r = &mut task => return r?,
+    }
+    shutdown.cancel();
+    match tokio::time::timeout(Duration::from_secs(10), task).await {
+        Ok(r) => r?,
+        Err(_) => Ok(()),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
@@ -242,10 +307,19 @@ fn main() -> anyhow::Result<()> {
                     server,
                     controllers: ControllerFlags::parse_defaults(),
                     disable_controller_manager: true,
+                    disable_scheduler: true,
                 };
                 run_server(cmd, false).await
             }
             Command::ControllerManager(cmd) => run_controller_manager(cmd).await,
+            Command::Scheduler(cmd) => {
+                let client = kube_client(&cmd.kubeconfig).await?;
+                until_terminated(|token| scheduler::run(client, cmd.scheduler, token)).await
+            }
+            Command::Sim(cmd) => {
+                let client = kube_client(&cmd.kubeconfig).await?;
+                until_terminated(|token| sim::run(client, cmd.sim, token)).await
+            }
             Command::Bench(a) => bench::run_cli(a).await,
         }
     })
