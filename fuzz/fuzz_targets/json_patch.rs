@@ -15,7 +15,9 @@ fn run(original: &Value, patch: &Value) {
     if let Ok(result) = api::patch::json::json_patch(original, patch) {
         // An empty patch leaves the document as it was.
         assert_eq!(
-            api::patch::json::json_patch(&result, &Value::Array(Vec::new())).ok().as_ref(),
+            api::patch::json::json_patch(&result, &Value::Array(Vec::new()))
+                .ok()
+                .as_ref(),
             Some(&result)
         );
     }

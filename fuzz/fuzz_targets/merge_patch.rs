@@ -15,7 +15,11 @@ fn run(original: &Value, patch: &Value) {
         return;
     };
     let twice = api::patch::merge::merge_patch(&once, patch);
-    assert_eq!(twice.as_ref().ok(), Some(&once), "merge patch is not idempotent");
+    assert_eq!(
+        twice.as_ref().ok(),
+        Some(&once),
+        "merge patch is not idempotent"
+    );
 }
 
 fn structured(data: &[u8]) -> arbitrary::Result<()> {

@@ -21,8 +21,15 @@ fn check_one(text: &str) -> Option<Quantity> {
     let canonical = q.canonical();
     let back = Quantity::parse(&canonical)
         .unwrap_or_else(|e| panic!("canonical form {canonical:?} of {text:?} does not parse: {e}"));
-    assert_eq!(back, q, "canonical form {canonical:?} of {text:?} is a different value");
-    assert_eq!(back.canonical(), canonical, "canonical form of {text:?} is not stable");
+    assert_eq!(
+        back, q,
+        "canonical form {canonical:?} of {text:?} is a different value"
+    );
+    assert_eq!(
+        back.canonical(),
+        canonical,
+        "canonical form of {text:?} is not stable"
+    );
     assert_eq!(q.cmp(&q), Ordering::Equal);
     for scale in SCALES {
         let _ = q.scaled_value(*scale);
@@ -30,7 +37,14 @@ fn check_one(text: &str) -> Option<Quantity> {
         let _ = rounded.round_up(*scale);
         let _ = rounded.canonical();
     }
-    let _ = (q.value(), q.milli_value(), q.as_f64(), q.signum(), q.is_zero(), q.format());
+    let _ = (
+        q.value(),
+        q.milli_value(),
+        q.as_f64(),
+        q.signum(),
+        q.is_zero(),
+        q.format(),
+    );
     let neg = q.neg();
     let _ = neg.canonical();
     let _ = q.to_k8s();
@@ -43,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
     let parsed: Vec<Quantity> = text.split('\n').take(4).filter_map(check_one).collect();
     for a in &parsed {
         for b in &parsed {
-            assert_eq!(a.cmp(b), b.cmp(a).reverse(), "comparison of {a} and {b} is not antisymmetric");
+            assert_eq!(
+                a.cmp(b),
+                b.cmp(a).reverse(),
+                "comparison of {a} and {b} is not antisymmetric"
+            );
             if let Some(sum) = a.checked_add(b) {
                 let _ = sum.canonical();
                 if let Some(diff) = sum.checked_sub(b) {

@@ -33,11 +33,11 @@ fn run(live: Option<&Value>, first: &Value, second: Option<&Value>, force: bool)
     let Some(result) = apply(live, first, "kubectl", force) else {
         return;
     };
-    if let Some(second) = second {
-        if let Some(next) = apply(Some(&result), second, "helm", force) {
-            // An ordinary update by a third manager on top of two appliers.
-            let _ = update_managed_fields(Some(&next), &result, "editor", "Update", "v1", NOW);
-        }
+    if let Some(second) = second
+        && let Some(next) = apply(Some(&result), second, "helm", force)
+    {
+        // An ordinary update by a third manager on top of two appliers.
+        let _ = update_managed_fields(Some(&next), &result, "editor", "Update", "v1", NOW);
     }
 }
 
@@ -51,13 +51,23 @@ fn structured(data: &[u8]) -> arbitrary::Result<()> {
         _ => {
             let object = g.object(api_version, kind, false)?;
             let manager = *pick(g.u, MANAGERS)?;
-            let mut tracked = update_managed_fields(None, &object, manager, "Update", api_version, NOW);
+            let mut tracked =
+                update_managed_fields(None, &object, manager, "Update", api_version, NOW);
             if g.u.ratio(1, 4)? {
                 // Damage the managedFields entry the server itself wrote.
                 g.reset();
                 let junk = g.any(2)?;
                 if let Some(entry) = tracked.pointer_mut("/metadata/managedFields/0") {
-                    let field = *pick(g.u, &["fieldsV1", "manager", "operation", "apiVersion", "fieldsType"])?;
+                    let field = *pick(
+                        g.u,
+                        &[
+                            "fieldsV1",
+                            "manager",
+                            "operation",
+                            "apiVersion",
+                            "fieldsType",
+                        ],
+                    )?;
                     entry[field] = junk;
                 }
             }

@@ -22,7 +22,10 @@ fn run(api_version: &str, kind: &str, mut object: Value, old: Option<Value>) {
     let mut again = object.clone();
     api::validation::apply_defaults(group, version, kind, &mut again);
     api::validation::apply_admission_defaults(group, kind, &mut again);
-    assert_eq!(again, object, "defaulting {api_version} {kind} is not idempotent");
+    assert_eq!(
+        again, object,
+        "defaulting {api_version} {kind} is not idempotent"
+    );
     // An update that changes nothing.
     let _ = api::validation::validate(group, kind, &object, Some(&object));
 }
@@ -52,7 +55,13 @@ fuzz_target!(|data: &[u8]| {
                 pair
             }
             (Some(object), _) => {
-                let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+                let text = |key: &str| {
+                    object
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 (text("apiVersion"), text("kind"))
             }
             _ => return,

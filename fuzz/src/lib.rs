@@ -399,7 +399,11 @@ impl<'a, 'u> Gen<'a, 'u> {
         }
         let ty = match schema.get("type") {
             Some(Value::String(t)) => t.as_str(),
-            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or(""),
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| *t != "null")
+                .unwrap_or(""),
             _ => "",
         };
         match ty {
@@ -425,11 +429,13 @@ impl<'a, 'u> Gen<'a, 'u> {
                 }
                 Ok(Value::Array(out))
             }
-            "string" => Ok(Value::String(match schema.get("format").and_then(Value::as_str) {
-                Some("date-time") if self.u.ratio(3, 4)? => "2024-01-01T00:00:00Z".to_string(),
-                Some("byte") if self.u.ratio(3, 4)? => "aGVsbG8=".to_string(),
-                _ => self.string()?,
-            })),
+            "string" => Ok(Value::String(
+                match schema.get("format").and_then(Value::as_str) {
+                    Some("date-time") if self.u.ratio(3, 4)? => "2024-01-01T00:00:00Z".to_string(),
+                    Some("byte") if self.u.ratio(3, 4)? => "aGVsbG8=".to_string(),
+                    _ => self.string()?,
+                },
+            )),
             "integer" => self.integer(),
             "number" => self.number(),
             "boolean" => Ok(Value::Bool(self.u.arbitrary()?)),
@@ -475,7 +481,12 @@ impl<'a, 'u> Gen<'a, 'u> {
 
     /// Gives the items of a list with a merge key (or list-map keys) values for those
     /// keys from a small set, so that items of original and patch meet.
-    fn with_merge_keys(&mut self, definition: Option<&str>, property: &str, value: Value) -> Result<Value> {
+    fn with_merge_keys(
+        &mut self,
+        definition: Option<&str>,
+        property: &str,
+        value: Value,
+    ) -> Result<Value> {
         let Some(meta) = definition.and_then(|d| api::patch::meta::patch_meta(d, property)) else {
             return Ok(value);
         };
@@ -514,7 +525,10 @@ impl<'a, 'u> Gen<'a, 'u> {
         let name = pick(self.u, names)?.as_str();
         match self.u.int_in_range(0..=3)? {
             0 => {
-                map.insert("$patch".into(), Value::from(*pick(self.u, PATCH_DIRECTIVES)?));
+                map.insert(
+                    "$patch".into(),
+                    Value::from(*pick(self.u, PATCH_DIRECTIVES)?),
+                );
             }
             1 => {
                 let n = self.u.int_in_range(0..=3)?;
@@ -533,7 +547,10 @@ impl<'a, 'u> Gen<'a, 'u> {
                 let mut order = Vec::new();
                 for _ in 0..n {
                     let mut item = Map::new();
-                    item.insert(key.to_string(), Value::from(*pick(self.u, &["a", "b", "c"])?));
+                    item.insert(
+                        key.to_string(),
+                        Value::from(*pick(self.u, &["a", "b", "c"])?),
+                    );
                     order.push(Value::Object(item));
                 }
                 map.insert(format!("$setElementOrder/{name}"), Value::Array(order));
@@ -544,7 +561,10 @@ impl<'a, 'u> Gen<'a, 'u> {
                 for _ in 0..n {
                     values.push(Value::String(self.string()?));
                 }
-                map.insert(format!("$deleteFromPrimitiveList/{name}"), Value::Array(values));
+                map.insert(
+                    format!("$deleteFromPrimitiveList/{name}"),
+                    Value::Array(values),
+                );
             }
         }
         Ok(())
@@ -577,8 +597,21 @@ impl<'a, 'u> Gen<'a, 'u> {
                 }
                 _ => {
                     at = None;
-                    (*pick(self.u, &["a", "0", "01", "-", "-1", "~", "~2", "", "99999999999999999999"])?)
-                        .to_string()
+                    (*pick(
+                        self.u,
+                        &[
+                            "a",
+                            "0",
+                            "01",
+                            "-",
+                            "-1",
+                            "~",
+                            "~2",
+                            "",
+                            "99999999999999999999",
+                        ],
+                    )?)
+                    .to_string()
                 }
             };
             out.push('/');

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import yaml
@@ -44,6 +45,27 @@ def jsonpath(k, ns: str, target: str, expr: str) -> str:
 
 def get_json(k, ns: str, *target: str) -> dict:
     return json.loads(k.ok("get", *target, "-n", ns, "-o", "json"))
+
+
+def wait_settled(k, ns: str, *target: str, quiet: float = 1.5) -> dict:
+    """Wait until the controllers are done with an object: its status has seen the
+    current generation and its resourceVersion stays put for `quiet` seconds. A
+    client-side "(no change)" verdict compares the object kubectl read with the one
+    the server returns, so a status write in between would make it "patched"."""
+    state = {"rv": None, "since": time.monotonic()}
+
+    def settled():
+        obj = get_json(k, ns, *target)
+        meta = obj["metadata"]
+        if obj.get("status", {}).get("observedGeneration") != meta.get("generation"):
+            state["rv"] = None
+            return None
+        if meta["resourceVersion"] != state["rv"]:
+            state["rv"], state["since"] = meta["resourceVersion"], time.monotonic()
+            return None
+        return obj if time.monotonic() - state["since"] >= quiet else None
+
+    return wait_for(settled, timeout=30, interval=0.3, message=f"{'/'.join(target)} to settle")
 
 
 # --------------------------------------------------------------------------- cluster-level
@@ -445,6 +467,7 @@ def test_patch_strategic_merge_json(kubectl_any, ns, tmp_path):
     assert [c["name"] for c in containers] == ["nginx", "sidecar"]
     assert containers[0]["image"] == "nginx:1.26"
     assert containers[0]["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    wait_settled(k, ns, "deployment", "web")
     assert k.ok("patch", "deployment", "web", "-n", ns, "-p", smp) == \
         "deployment.apps/web patched (no change)\n"
     assert get_json(k, ns, "deployment", "web")["metadata"]["generation"] == 2

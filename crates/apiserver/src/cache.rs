@@ -249,11 +249,17 @@ impl Cache {
             self.revision_tx.send_replace(rev);
             return;
         }
+        // Decode and re-encode a put before taking the lock, so readers (GET, LIST,
+        // watch subscriptions) are not held up by the JSON work.
+        let made = match ev.kind {
+            EventType::Put => Some(make_object(&ev.kv.key, &ev.kv.value, rev, &self.fields_of)),
+            EventType::Delete => None,
+        };
         let mut st = self.state.write().await;
         let prev = st.objects.get(&key).cloned();
-        let event = match ev.kind {
-            EventType::Put => {
-                let Some(obj) = make_object(&ev.kv.key, &ev.kv.value, rev, &self.fields_of) else {
+        let event = match made {
+            Some(made) => {
+                let Some(obj) = made else {
                     tracing::warn!(
                         key,
                         "store holds a value that is not a JSON object; skipped"
@@ -277,7 +283,7 @@ impl Cache {
                     prev,
                 }
             }
-            EventType::Delete => {
+            None => {
                 st.objects.remove(&key);
                 let Some(prev) = prev else {
                     st.revision = st.revision.max(rev);

@@ -91,6 +91,10 @@ pub fn preempt(
         message: Some(format!("preemption: {m}")),
         ..Default::default()
     };
+    if !s.profile.preemption {
+        // No PostFilter plugin in the profile: nothing to say or do.
+        return PreemptionOutcome::default();
+    }
     if never {
         return msg(MSG_NEVER);
     }
@@ -336,7 +340,7 @@ fn pick_candidate(mut candidates: Vec<Candidate>) -> Candidate {
 mod tests {
     use super::*;
     use crate::algorithm::ScheduleError;
-    use crate::framework::Profile;
+    use crate::framework::{PluginId, Profile};
     use crate::testutil::{World, node, pod};
 
     fn run(w: &World, profile: &Profile, p: &PodInfo, pdbs: &[Pdb]) -> PreemptionOutcome {
@@ -379,6 +383,23 @@ mod tests {
         let out = run(&w, &Profile::new("default-scheduler"), &p, &[]);
         assert_eq!(out.nominated_node.as_deref(), Some("n2"));
         assert_eq!(names(&out.victims), vec!["low"]);
+        assert_eq!(out.message, None);
+    }
+
+    /// Without DefaultPreemption in the profile nothing is evicted or nominated.
+    #[test]
+    fn preemption_depends_on_the_plugin() {
+        let mut w = World::new();
+        w.node(node("n1").cpu("2").memory("4Gi"));
+        w.pod(pod("low").cpu("2").priority(10).node("n1"));
+        let p = pod("p").cpu("1").priority(100).build();
+        let full = run(&w, &Profile::new("default-scheduler"), &p, &[]);
+        assert_eq!(full.nominated_node.as_deref(), Some("n1"));
+        assert_eq!(names(&full.victims), vec!["low"]);
+        let without = Profile::new("default-scheduler").without(PluginId::DefaultPreemption);
+        let out = run(&w, &without, &p, &[]);
+        assert_eq!(out.nominated_node, None);
+        assert!(out.victims.is_empty());
         assert_eq!(out.message, None);
     }
 

@@ -3,9 +3,13 @@
 //! * **activeQ**: pods ready to be tried, highest priority first, then the one
 //!   queued longest.
 //! * **backoffQ**: pods waiting out their backoff (1 s doubling per attempt up to
-//!   10 s by default) after an error, or after a cluster event made them worth
-//!   retrying. When activeQ is empty the earliest backoff pod is tried anyway
-//!   (v1.33's `SchedulerPopFromBackoffQ`).
+//!   10 s by default) after a cluster event made them worth retrying. When
+//!   activeQ is empty the earliest backoff pod is tried anyway (v1.33's
+//!   `SchedulerPopFromBackoffQ`).
+//! * **errorBackoffQ**: pods whose attempt or binding failed with an error (API
+//!   error, conflict). Like upstream's `podErrorBackoffQ` they are never popped
+//!   early, so a binding that keeps failing is retried at the backoff pace, not
+//!   in a hot loop.
 //! * **unschedulablePods**: pods that fit nowhere. A cluster event that one of the
 //!   plugins that rejected the pod cares about moves it back (to backoffQ while
 //!   its backoff lasts, else to activeQ); after 5 minutes it moves back regardless.
@@ -64,6 +68,7 @@ pub struct QueuedPod {
 enum Place {
     Active((Reverse<i32>, Instant, u64)),
     Backoff((Instant, u64)),
+    ErrorBackoff((Instant, u64)),
     Unschedulable(Instant),
     Gated,
     InFlight,
@@ -82,6 +87,7 @@ struct Entry {
 pub enum Location {
     Active,
     Backoff,
+    ErrorBackoff,
     Unschedulable,
     Gated,
     InFlight,
@@ -94,6 +100,8 @@ pub struct SchedulingQueue {
     entries: HashMap<String, Entry>,
     active: BTreeMap<(Reverse<i32>, Instant, u64), String>,
     backoff: BTreeMap<(Instant, u64), String>,
+    /// Upstream's `podErrorBackoffQ`: waits out its backoff in full.
+    error_backoff: BTreeMap<(Instant, u64), String>,
     unschedulable: HashSet<String>,
     /// Pods PreEnqueue keeps out of activeQ (their preemption is still running).
     blocked: HashSet<String>,
@@ -109,6 +117,7 @@ impl SchedulingQueue {
             entries: HashMap::new(),
             active: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            error_backoff: BTreeMap::new(),
             unschedulable: HashSet::new(),
             blocked: HashSet::new(),
             seq: 0,
@@ -150,6 +159,9 @@ impl SchedulingQueue {
             Place::Backoff(k) => {
                 self.backoff.remove(&k);
             }
+            Place::ErrorBackoff(k) => {
+                self.error_backoff.remove(&k);
+            }
             Place::Unschedulable(_) => {
                 self.unschedulable.remove(uid);
             }
@@ -184,6 +196,9 @@ impl SchedulingQueue {
             Place::Backoff(k) => {
                 self.backoff.insert(k, uid.to_string());
             }
+            Place::ErrorBackoff(k) => {
+                self.error_backoff.insert(k, uid.to_string());
+            }
             Place::Unschedulable(_) => {
                 self.unschedulable.insert(uid.to_string());
             }
@@ -193,13 +208,23 @@ impl SchedulingQueue {
 
     /// To backoffQ if the backoff has not expired, else to activeQ.
     fn put_active_or_backoff(&mut self, uid: &str, now: Instant) {
+        self.put_active_or_backoff_of(uid, now, false);
+    }
+
+    /// As [`Self::put_active_or_backoff`]; `error` picks errorBackoffQ.
+    fn put_active_or_backoff_of(&mut self, uid: &str, now: Instant, error: bool) {
         let Some(e) = self.entries.get(uid) else {
             return;
         };
         let expiry = self.backoff_expiry(&e.qp);
         if e.qp.attempts > 0 && expiry > now {
             let seq = self.next_seq();
-            self.put(uid, Place::Backoff((expiry, seq)));
+            let place = if error {
+                Place::ErrorBackoff((expiry, seq))
+            } else {
+                Place::Backoff((expiry, seq))
+            };
+            self.put(uid, place);
         } else {
             self.put_active(uid);
         }
@@ -257,7 +282,7 @@ impl SchedulingQueue {
                     self.put_active(&uid);
                 }
             }
-            Place::Backoff(_) => {}
+            Place::Backoff(_) | Place::ErrorBackoff(_) => {}
             Place::Gated => {
                 if !e.qp.pod.scheduling_gated {
                     self.put_active(&uid);
@@ -290,6 +315,7 @@ impl SchedulingQueue {
         self.entries.get(uid).map(|e| match e.place {
             Place::Active(_) => Location::Active,
             Place::Backoff(_) => Location::Backoff,
+            Place::ErrorBackoff(_) => Location::ErrorBackoff,
             Place::Unschedulable(_) => Location::Unschedulable,
             Place::Gated => Location::Gated,
             Place::InFlight => Location::InFlight,
@@ -354,7 +380,7 @@ impl SchedulingQueue {
         }
         e.qp.timestamp = now;
         e.qp.unschedulable_plugins = PluginSet::default();
-        self.put_active_or_backoff(uid, now);
+        self.put_active_or_backoff_of(uid, now, true);
     }
 
     /// Puts a pod that left the queue (its binding failed) back, with its history.
@@ -373,7 +399,7 @@ impl SchedulingQueue {
                 dirty: false,
             },
         );
-        self.put_active_or_backoff(&uid, now);
+        self.put_active_or_backoff_of(&uid, now, true);
     }
 
     /// A cluster event that the plugins in `interested` care about: move the
@@ -410,6 +436,13 @@ impl SchedulingQueue {
             let uid = uid.clone();
             self.put_active(&uid);
         }
+        while let Some((&(expiry, _), uid)) = self.error_backoff.first_key_value() {
+            if expiry > now {
+                break;
+            }
+            let uid = uid.clone();
+            self.put_active(&uid);
+        }
     }
 
     /// [`SchedulingQueue::flush_backoff`], and moves pods that sat in
@@ -432,7 +465,12 @@ impl SchedulingQueue {
 
     /// When the next backoff expires.
     pub fn next_backoff_expiry(&self) -> Option<Instant> {
-        self.backoff.first_key_value().map(|(&(t, _), _)| t)
+        let plain = self.backoff.first_key_value().map(|(&(t, _), _)| t);
+        let error = self.error_backoff.first_key_value().map(|(&(t, _), _)| t);
+        match (plain, error) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Keeps a pod out of activeQ (its preemption is in progress).
@@ -463,7 +501,7 @@ impl SchedulingQueue {
             .count();
         (
             self.active.len(),
-            self.backoff.len(),
+            self.backoff.len() + self.error_backoff.len(),
             self.unschedulable.len(),
             gated,
         )
@@ -574,7 +612,9 @@ mod tests {
         let p = pod("p").build();
         q.add(p.clone(), 0, t0);
         q.pop(t0);
-        q.requeue_backoff(&p.uid, t0);
+        // A move request while in flight: the failure goes to (plain) backoffQ.
+        q.move_all(set(&[PluginId::NodeResourcesFit]), t0);
+        q.requeue_unschedulable(&p.uid, set(&[PluginId::NodeResourcesFit]), t0);
         assert_eq!(q.location(&p.uid), Some(Location::Backoff));
         q.add(pod("other").build(), 0, t0);
         assert_eq!(
@@ -584,6 +624,36 @@ mod tests {
         let again = q.pop(t0).expect("backoff pod");
         assert_eq!(again.pod.name, "p");
         assert_eq!(again.attempts, 2);
+    }
+
+    #[test]
+    fn errors_wait_out_their_backoff_even_when_idle() {
+        // A binding/API error must not be retried at once (no hot loop): the
+        // pod waits in errorBackoffQ for the full backoff, even with activeQ empty.
+        let mut q = q();
+        let t0 = Instant::now();
+        let p = pod("p").build();
+        q.add(p.clone(), 0, t0);
+        let qp = q.pop(t0).expect("pod");
+        q.done(&p.uid);
+        q.readd_after_error(qp, t0);
+        assert_eq!(q.location(&p.uid), Some(Location::ErrorBackoff));
+        assert!(
+            q.pop(t0).is_none(),
+            "error backoff must not be popped early"
+        );
+        assert_eq!(q.next_backoff_expiry(), Some(t0 + Duration::from_secs(1)));
+        q.flush_backoff(t0 + Duration::from_millis(999));
+        assert!(q.pop(t0 + Duration::from_millis(999)).is_none());
+        let t1 = t0 + Duration::from_secs(1);
+        q.flush_backoff(t1);
+        let again = q.pop(t1).expect("after backoff");
+        assert_eq!(again.attempts, 2);
+        // The second error doubles the wait.
+        q.requeue_backoff(&p.uid, t1);
+        assert_eq!(q.location(&p.uid), Some(Location::ErrorBackoff));
+        assert_eq!(q.next_backoff_expiry(), Some(t1 + Duration::from_secs(2)));
+        assert!(!q.has_ready());
     }
 
     #[test]

@@ -77,3 +77,35 @@ impl Plugin for NodeAffinity {
         default_normalize(scores, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::framework::{PluginId, Profile};
+    use crate::testutil::{World, node, pod};
+
+    /// The selected node is the busier one: scoring alone would pick the other,
+    /// so only NodeAffinity's filter puts the pod where its nodeSelector says.
+    #[test]
+    fn node_selector_decides_placement() {
+        let mut w = World::new();
+        w.node(node("ssd").cpu("4").memory("8Gi").label("disk", "ssd"));
+        w.node(node("hdd").cpu("4").memory("8Gi").label("disk", "hdd"));
+        w.pod(pod("busy").cpu("3").memory("6Gi").node("ssd"));
+        let p = pod("p")
+            .cpu("500m")
+            .memory("512Mi")
+            .node_selector("disk", "ssd")
+            .build();
+        let full = Profile::new("default-scheduler");
+        for _ in 0..10 {
+            assert_eq!(w.schedule(&full, &p).as_deref(), Ok("ssd"));
+        }
+        let without = Profile::new("default-scheduler").without(PluginId::NodeAffinity);
+        assert_eq!(w.schedule(&without, &p).as_deref(), Ok("hdd"));
+        let nowhere = pod("q").node_selector("disk", "nvme").build();
+        assert_eq!(
+            w.schedule(&full, &nowhere),
+            Err(format!("0/2 nodes are available: 2 {}.", super::REASON))
+        );
+    }
+}

@@ -62,3 +62,60 @@ impl Plugin for TaintToleration {
         default_normalize(scores, true);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::framework::{PluginId, Profile};
+    use crate::testutil::{World, node, pod};
+
+    fn world() -> World {
+        let mut w = World::new();
+        w.node(
+            node("tainted")
+                .cpu("8")
+                .memory("16Gi")
+                .label("pick", "me")
+                .taint("dedicated", "gpu", "NoSchedule"),
+        );
+        w.node(node("plain").cpu("8").memory("16Gi"));
+        w
+    }
+
+    /// The pod prefers the tainted node; only TaintToleration keeps it off.
+    #[test]
+    fn untolerated_taints_decide_placement() {
+        let w = world();
+        let p = pod("p")
+            .cpu("1")
+            .prefer_node_label(100, "pick", "me")
+            .build();
+        let full = Profile::new("default-scheduler");
+        for _ in 0..10 {
+            assert_eq!(w.schedule(&full, &p).as_deref(), Ok("plain"));
+        }
+        let without = Profile::new("default-scheduler").without(PluginId::TaintToleration);
+        assert_eq!(w.schedule(&without, &p).as_deref(), Ok("tainted"));
+    }
+
+    /// A toleration lets the pod onto the tainted node; the failure message
+    /// names the taint in upstream's words.
+    #[test]
+    fn tolerations_and_messages() {
+        let w = world();
+        let p = pod("p")
+            .cpu("1")
+            .prefer_node_label(100, "pick", "me")
+            .toleration("dedicated", "Equal", "gpu", "NoSchedule")
+            .build();
+        let full = Profile::new("default-scheduler");
+        assert_eq!(w.schedule(&full, &p).as_deref(), Ok("tainted"));
+        let big = pod("big").cpu("10").build();
+        let msg = w.schedule(&full, &big).unwrap_err();
+        assert!(
+            msg.starts_with("0/2 nodes are available: ")
+                && msg.contains("1 Insufficient cpu")
+                && msg.contains("1 node(s) had untolerated taint {dedicated: gpu}"),
+            "{msg}"
+        );
+    }
+}
