@@ -1,0 +1,1 @@
+//! Timing of pod sandbox network setup and teardown.
