@@ -441,3 +441,31 @@ fn bad_input_is_refused_and_leaves_nothing() {
     }
     assert!(!s.path().join("unused").exists());
 }
+
+#[test]
+fn sandbox_bench_runs_and_cleans_up() {
+    require_root!("sandbox_bench_runs_and_cleans_up");
+    let scratch_dirs = || {
+        let prefix = format!("flotilla-netbench-{}-", std::process::id());
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count()
+    };
+    let report = network::bench::sandbox_setup_teardown(3).unwrap();
+    assert_eq!(report.cycles, 3);
+    assert!(report.setup.mean > Duration::ZERO && report.setup.p99 >= report.setup.p50);
+    assert!(report.teardown.max >= report.teardown.mean);
+    assert_eq!(scratch_dirs(), 0);
+}
+
+/// The benchmark of the issue: `cargo test -p network --release --test
+/// privileged -- --ignored --nocapture bench_sandbox_100_cycles`.
+#[test]
+#[ignore = "benchmark; run explicitly"]
+fn bench_sandbox_100_cycles() {
+    require_root!("bench_sandbox_100_cycles");
+    let report = network::bench::sandbox_setup_teardown(100).unwrap();
+    println!("{report}");
+}
