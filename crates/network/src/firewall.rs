@@ -244,19 +244,31 @@ pub fn render_ruleset(spec: &FirewallSpec) -> Result<String, FirewallError> {
             let _ = writeln!(out, "\t}}");
         }
     }
-    if spec.masquerade {
+    if spec.masquerade || !spec.host_ports.is_empty() {
         let _ = writeln!(out, "\tchain postrouting {{");
         let _ = writeln!(
             out,
             "\t\ttype nat hook postrouting priority srcnat; policy accept;"
         );
-        let _ = writeln!(
-            out,
-            "\t\tip saddr {pod} ip daddr != {cluster} oifname != \"{br}\" masquerade",
-            pod = spec.pod_cidr,
-            cluster = spec.cluster_cidr,
-            br = spec.bridge,
-        );
+        if !spec.host_ports.is_empty() {
+            // Hairpin: a pod reaching a hostPort that leads back into this
+            // node's pod network (possibly itself). Without SNAT the reply
+            // would skip the node and never be un-DNATed.
+            let _ = writeln!(
+                out,
+                "\t\tip saddr {pod} ip daddr {pod} ct status dnat masquerade",
+                pod = spec.pod_cidr,
+            );
+        }
+        if spec.masquerade {
+            let _ = writeln!(
+                out,
+                "\t\tip saddr {pod} ip daddr != {cluster} oifname != \"{br}\" masquerade",
+                pod = spec.pod_cidr,
+                cluster = spec.cluster_cidr,
+                br = spec.bridge,
+            );
+        }
         let _ = writeln!(out, "\t}}");
     }
     let _ = writeln!(out, "}}");
@@ -384,6 +396,7 @@ table ip flotilla {
 \t}
 \tchain postrouting {
 \t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tip saddr 10.244.1.0/24 ip daddr 10.244.1.0/24 ct status dnat masquerade
 \t\tip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16 oifname != \"flotilla0\" masquerade
 \t}
 }
@@ -399,6 +412,18 @@ table ip flotilla {
         assert!(out.contains("masquerade"));
         assert!(!out.contains("hostports"));
         assert!(!out.contains("prerouting"));
+        assert!(!out.contains("ct status dnat"));
+    }
+
+    #[test]
+    fn hostports_without_masquerade_keep_hairpin_snat_only() {
+        let mut s = spec();
+        s.host_ports = vec![hp(8080, Protocol::Tcp, "10.244.1.5", 80, None)];
+        let out = render_ruleset(&s).unwrap();
+        assert!(
+            out.contains("ip saddr 10.244.1.0/24 ip daddr 10.244.1.0/24 ct status dnat masquerade")
+        );
+        assert!(!out.contains("ip daddr != 10.244.0.0/16"));
     }
 
     #[test]

@@ -28,7 +28,8 @@ use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
 };
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -432,6 +433,21 @@ impl NodeNetwork {
                 "creating veth {host_veth} <-> {if_name} in {}",
                 pod_ns.path().display()
             )))?;
+        // Hairpin: frames may leave through the port they came in on, so a pod
+        // can reach itself through a hostPort (kubelet's hairpin-veth mode).
+        let host = self
+            .link_by_name(host_veth)
+            .await?
+            .ok_or_else(|| NetworkError::Io {
+                op: format!("configuring {host_veth}"),
+                source: io::Error::other("veth vanished right after creation"),
+            })?;
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(host.header.index).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting hairpin mode on {host_veth}")))?;
         let ifn = if_name.to_string();
         in_netns(pod_ns, move |h| async move {
             configure_pod_side(&h, &ifn, ip, prefix, gateway).await

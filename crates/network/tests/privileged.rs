@@ -191,6 +191,7 @@ fn host_ports_and_masquerade() {
     let node = s.netns("node");
     let outside = s.netns("outside");
     let pod = s.netns("pod");
+    let other = s.netns("other");
     // The node's uplink to an "outside" network (documentation range).
     link_namespaces(
         &node,
@@ -206,6 +207,7 @@ fn host_ports_and_masquerade() {
     let st = on_node(&node, || async {
         let net = NodeNetwork::new(config.clone()).unwrap();
         net.ensure_bridge().await.unwrap();
+        net.setup_pod("other", &other, "eth0").await.unwrap();
         net.setup_pod("web", &pod, "eth0").await.unwrap()
     });
     let _pod_server = Server::start(&pod, 8080, "web");
@@ -247,6 +249,16 @@ fn host_ports_and_masquerade() {
         fetch_in(&outside, sock(node_ip, 30080), T).unwrap(),
         format!("web {outside_ip}")
     );
+    // Hairpin: pods reach a hostPort of their own node, even their own one
+    // (SNAT to the gateway so the reply comes back through the node).
+    assert_eq!(
+        fetch_in(&other, sock(node_ip, 30080), T).unwrap(),
+        "web 10.244.5.1"
+    );
+    assert_eq!(
+        fetch_in(&pod, sock(node_ip, 30080), T).unwrap(),
+        "web 10.244.5.1"
+    );
     // Masquerade: the outside sees the node's address as the source.
     assert_eq!(
         fetch_in(&pod, sock(outside_ip, 9090), T).unwrap(),
@@ -259,7 +271,10 @@ fn host_ports_and_masquerade() {
         "web 10.244.5.1"
     );
     let ruleset = sh(&node, "nft list table ip flotilla");
-    assert!(ruleset.contains("dnat to 10.244.5.2:8080"), "{ruleset}");
+    assert!(
+        ruleset.contains(&format!("dnat to {}:8080", st.ip)),
+        "{ruleset}"
+    );
 
     // Removing the mappings removes the DNAT; masquerade stays.
     on_node(&node, || async {
@@ -268,6 +283,7 @@ fn host_ports_and_masquerade() {
         net.set_host_ports(vec![]).await.unwrap();
         net.remove_firewall().await.unwrap();
         net.teardown_pod("web", &pod).await.unwrap();
+        net.teardown_pod("other", &other).await.unwrap();
     });
     assert!(fetch_in(&outside, sock(node_ip, 30080), Duration::from_millis(500)).is_err());
     assert!(sh(&node, "nft list tables").trim().is_empty());
