@@ -168,6 +168,12 @@ fn restart_keeps_allocations() {
         let b = net.setup_pod("b", &pod_b, "eth0").await.unwrap();
         (a, b)
     });
+    let index_of = |name: &str| {
+        // "<index>: <name>..." (sysfs shows the mounter's namespace, not ours).
+        let line = sh(&node, &format!("ip -o link show {name}"));
+        line.split(':').next().unwrap_or_default().to_string()
+    };
+    let a_index = index_of(&a.host_veth);
     // A new NodeNetwork (new process, same state dir) keeps both and never
     // hands their addresses to someone else.
     on_node(&node, || async {
@@ -175,6 +181,8 @@ fn restart_keeps_allocations() {
         net.ensure_bridge().await.unwrap();
         assert_eq!(net.ipam().allocations().unwrap().len(), 2);
         assert_eq!(net.setup_pod("a", &pod_a, "eth0").await.unwrap(), a);
+        // Already set up: the veth is kept as it is, not re-created.
+        assert_eq!(index_of(&a.host_veth), a_index);
         let c = net.setup_pod("c", &pod_c, "eth0").await.unwrap();
         assert!(c.ip != a.ip && c.ip != b.ip);
         for (id, ns) in [("a", &pod_a), ("b", &pod_b), ("c", &pod_c)] {
