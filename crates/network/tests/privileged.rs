@@ -493,3 +493,150 @@ fn bench_sandbox_100_cycles() {
     let report = network::bench::sandbox_setup_teardown(100).unwrap();
     println!("{report}");
 }
+
+#[test]
+fn concurrent_setups_get_distinct_addresses() {
+    require_root!("concurrent_setups_get_distinct_addresses");
+    let mut s = Scratch::new("concurrent");
+    let node = s.netns("node");
+    let pods: Vec<_> = (0..10).map(|i| s.netns(&format!("pod{i}"))).collect();
+    let config = cfg(&s, "10.244.7.0/24");
+    let before = on_node(&node, || async {
+        let net = NodeNetwork::new(config.clone()).unwrap();
+        net.ensure_bridge().await.unwrap();
+        links(&node)
+    });
+    // A multi-threaded runtime: its workers are spawned from the node thread,
+    // so they live in the node namespace too.
+    let statuses = Netns::enter(&node, || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let net = std::sync::Arc::new(NodeNetwork::new(config.clone()).unwrap());
+            let tasks: Vec<_> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let net = net.clone();
+                    let p = p.clone();
+                    tokio::spawn(async move { net.setup_pod(&format!("c{i}"), &p, "eth0").await })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(
+                    tokio::time::timeout(common::TEST_TIMEOUT, t)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            out
+        })
+    })
+    .unwrap();
+    let mut ips: Vec<_> = statuses.iter().map(|st| st.ip).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 10);
+    // Every pod answers every other one's neighbour: spot-check first and last.
+    let _server = Server::start(&pods[9], 8080, "last");
+    assert_eq!(
+        fetch_in(&pods[0], sock(statuses[9].ip, 8080), T).unwrap(),
+        format!("last {}", statuses[0].ip)
+    );
+    on_node(&node, || async {
+        let net = NodeNetwork::new(config.clone()).unwrap();
+        let ids: Vec<String> = (0..pods.len()).map(|i| format!("c{i}")).collect();
+        let all =
+            futures::future::join_all(ids.iter().zip(&pods).map(|(id, p)| net.teardown_pod(id, p)))
+                .await;
+        assert!(all.iter().all(Result::is_ok), "{all:?}");
+        assert!(net.ipam().allocations().unwrap().is_empty());
+    });
+    assert_eq!(links(&node), before);
+}
+
+/// Real processes in the pod namespaces, the way containers will use them:
+/// busybox httpd in one pod, busybox wget in another.
+#[test]
+fn busybox_http_between_pods() {
+    require_root!("busybox_http_between_pods");
+    if !std::path::Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED (no /bin/busybox): busybox_http_between_pods");
+        return;
+    }
+    let mut s = Scratch::new("busybox");
+    let node = s.netns("node");
+    let web = s.netns("web");
+    let client = s.netns("client");
+    let config = cfg(&s, "10.244.8.0/24");
+    let (w, _c) = on_node(&node, || async {
+        let net = NodeNetwork::new(config.clone()).unwrap();
+        net.ensure_bridge().await.unwrap();
+        (
+            net.setup_pod("web", &web, "eth0").await.unwrap(),
+            net.setup_pod("client", &client, "eth0").await.unwrap(),
+        )
+    });
+    let docroot = s.path().join("www");
+    std::fs::create_dir(&docroot).unwrap();
+    std::fs::write(docroot.join("index.html"), "hello from busybox\n").unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _httpd = Kill(
+        Netns::enter(&web, || {
+            std::process::Command::new("/bin/busybox")
+                .args(["httpd", "-f", "-p", "8080", "-h"])
+                .arg(&docroot)
+                .spawn()
+        })
+        .unwrap()
+        .unwrap(),
+    );
+    // httpd binds asynchronously: retry for a bounded time.
+    let url = format!("http://{}:8080/", w.ip);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        // busybox-static 1.35's wget crashes with -T, so bound it ourselves.
+        let out = Netns::enter(&client, || {
+            let mut child = std::process::Command::new("/bin/busybox")
+                .args(["wget", "-q", "-O", "-", &url])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while child.try_wait()?.is_none() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            child.wait_with_output()
+        })
+        .unwrap()
+        .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wget {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(body, "hello from busybox\n");
+    on_node(&node, || async {
+        let net = NodeNetwork::new(config.clone()).unwrap();
+        net.teardown_pod("web", &web).await.unwrap();
+        net.teardown_pod("client", &client).await.unwrap();
+    });
+}
