@@ -167,7 +167,9 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Copies OCI layout blob `d` into the store (verified against its digest).
     fn copy_oci_blob(&mut self, ar: &Archive, d: &Digest, is_layer: bool) -> Result<()> {
-        if !self.content.has(d) {
+        if self.content.has(d) {
+            self.state.bytes_done += self.content.size(d).unwrap_or(0);
+        } else {
             let (mut r, size) = ar.reader(&Path::new("blobs/sha256").join(d.hex()))?;
             let progress = self.progress;
             let mut state = self.state.clone();
@@ -228,6 +230,12 @@ fn import_oci(ar: &Archive, ctx: &mut Ctx, base: Option<&str>) -> Result<Found> 
     let Parsed::Index(idx) = image::parse_manifest(&idx_bytes, &idx_d)? else {
         return Err(ar.bad("index.json is not an image index"));
     };
+    ctx.state.bytes_total = ar
+        .members
+        .iter()
+        .filter(|(p, m)| p.starts_with("blobs") && m.link.is_none())
+        .map(|(_, m)| m.size)
+        .sum();
     let mut found = Vec::new();
     for desc in idx.manifests() {
         let ann = desc.annotations().clone().unwrap_or_default();
@@ -274,10 +282,18 @@ fn import_docker(ar: &Archive, ctx: &mut Ctx, base: Option<&str>) -> Result<Foun
     if entries.is_empty() {
         return Err(ar.bad("manifest.json lists no images"));
     }
+    let mut total = 0;
+    for e in &entries {
+        for p in std::iter::once(&e.config).chain(&e.layers) {
+            total += ar.member(Path::new(p))?.size;
+        }
+    }
+    ctx.state.bytes_total = total;
     let mut found = Vec::new();
     for e in entries {
         let cfg_bytes = ar.read(&e.config)?;
         let cfg_d = ctx.put(&cfg_bytes)?;
+        ctx.state.bytes_done += cfg_bytes.len() as u64;
         ctx.state.layers_total += e.layers.len();
         let mut layers = Vec::new();
         for l in &e.layers {

@@ -90,6 +90,18 @@ fn registry_err(r: &ImageRef, e: OciDistributionError) -> ImageError {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         _ => false,
     };
+    let unauthorized = matches!(
+        &e,
+        OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_)
+    );
+    if unauthorized {
+        return ImageError::Unauthorized {
+            name: r.canonical(),
+            registry: r.registry().to_string(),
+            reason: chain(&e),
+        };
+    }
     if not_found {
         ImageError::RemoteNotFound {
             name: r.canonical(),

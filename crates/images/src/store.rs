@@ -44,6 +44,16 @@ pub enum ImageError {
         /// What the registry said.
         reason: String,
     },
+    /// The registry refused our credentials (or their absence).
+    #[error("not authorized to pull {name} from registry {registry}: {reason}")]
+    Unauthorized {
+        /// The image.
+        name: String,
+        /// The registry.
+        registry: String,
+        /// What the registry said.
+        reason: String,
+    },
     /// The registry could not be reached or refused us.
     #[error("registry {registry}: {reason}")]
     Registry {

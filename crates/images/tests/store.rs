@@ -185,6 +185,7 @@ async fn corrupted_blob_is_refused_and_leaves_nothing() {
         .await
         .unwrap_err()
         .to_string();
+    eprintln!("corrupt blob: {err}");
     assert!(err.contains(layout.layers[0].as_str()), "{err}");
     assert_clean(&root);
     assert!(store.list().unwrap().is_empty());
@@ -200,6 +201,7 @@ async fn bad_pulls_give_clear_errors() {
         .pull("Not A Ref", &PullOptions::default())
         .await
         .unwrap_err();
+    eprintln!("invalid reference: {err}");
     assert!(err.to_string().contains("invalid image reference"), "{err}");
 
     let port = testutil::free_port();
@@ -212,6 +214,7 @@ async fn bad_pulls_give_clear_errors() {
         .await
         .unwrap_err();
     let msg = err.to_string();
+    eprintln!("closed port: {msg}");
     assert!(msg.contains(&closed), "{msg}");
     assert!(msg.to_lowercase().contains("connect"), "{msg}");
 
@@ -221,6 +224,7 @@ async fn bad_pulls_give_clear_errors() {
     let err = timed(store.pull(&format!("{}/test/bad:nope", reg.addr), &insecure(&reg)))
         .await
         .unwrap_err();
+    eprintln!("missing tag: {err}");
     assert!(err.to_string().contains("not found"), "{err}");
     let err = timed(store.pull(&format!("{}/test/absent:v1", reg.addr), &insecure(&reg)))
         .await
@@ -233,6 +237,7 @@ async fn bad_pulls_give_clear_errors() {
         .await
         .unwrap_err()
         .to_string();
+    eprintln!("arm64 only: {err}");
     assert!(err.contains("no manifest for linux/amd64"), "{err}");
     assert!(err.contains("linux/arm64"), "{err}");
     assert_clean(&root);
@@ -271,6 +276,7 @@ async fn full_disk_gives_no_space_error_and_no_partial_files() {
         let root = mnt.join("images");
         let store = ImageStore::open(&root).unwrap();
         let err = timed(store.pull(&name, &insecure(&reg))).await.unwrap_err();
+        eprintln!("tmpfs of {size} bytes: {err}");
         assert!(err.is_no_space(), "size {size}: {err}");
         assert!(err.to_string().contains("no space left"), "{err}");
         assert_clean(&root);
@@ -396,4 +402,61 @@ async fn gc_removes_unreferenced_and_keeps_in_use() {
     assert!(report.freed_bytes > 0);
     let (again, _) = store.rootfs_layers("example.com/b:1").await.unwrap();
     assert_eq!(again, b_lower);
+}
+
+#[tokio::test]
+async fn cli_import_ls_pull_rm_gc() {
+    require_root!();
+    use images::ImagesCommand;
+    let work = TestDir::new("cli");
+    let root = work.path().join("store");
+    let layout = testutil::busybox_layout(&work.path().join("layout"), "v1");
+    let tarball = work.path().join("docker.tar");
+    testutil::docker_archive(&layout, &["busybox:cli"], &tarball);
+    images::run_cli(
+        ImagesCommand::Import {
+            file: tarball,
+            base_name: None,
+        },
+        &root,
+    )
+    .await
+    .unwrap();
+    images::run_cli(ImagesCommand::Ls { quiet: false }, &root)
+        .await
+        .unwrap();
+    let reg = LocalRegistry::start();
+    reg.push(&layout.dir, "v1", "cli/busybox");
+    let pulled = format!("{}/cli/busybox:v1", reg.addr);
+    images::run_cli(
+        ImagesCommand::Pull {
+            reference: pulled.clone(),
+            insecure_registries: vec![reg.addr.clone()],
+            user: None,
+        },
+        &root,
+    )
+    .await
+    .unwrap();
+    let store = ImageStore::open(&root).unwrap();
+    let names: Vec<String> = store.list().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(
+        names,
+        vec![pulled.clone(), "docker.io/library/busybox:cli".to_string()]
+    );
+    let err = images::run_cli(
+        ImagesCommand::Rm {
+            refs: vec!["busybox:cli".into(), "busybox:absent".into()],
+        },
+        &root,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("busybox:absent"), "{err}");
+    images::run_cli(ImagesCommand::Rm { refs: vec![pulled] }, &root)
+        .await
+        .unwrap();
+    images::run_cli(ImagesCommand::Gc, &root).await.unwrap();
+    assert!(store.list().unwrap().is_empty());
+    assert_clean(&root);
 }
