@@ -460,3 +460,48 @@ async fn cli_import_ls_pull_rm_gc() {
     assert!(store.list().unwrap().is_empty());
     assert_clean(&root);
 }
+
+#[tokio::test]
+async fn busybox_script_image_pushes_pulls_and_imports() {
+    let work = TestDir::new("script");
+    let layout = work.path().join("layout");
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/make-busybox-image.sh"
+    ))
+    .arg(&layout)
+    .arg("1.0")
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = Digest::parse(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+
+    let reg = LocalRegistry::start();
+    reg.push(&layout, "1.0", "library/busybox");
+    let store = ImageStore::open(&work.path().join("store")).unwrap();
+    let name = format!("{}/library/busybox:1.0", reg.addr);
+    let info = timed(store.pull(&name, &insecure(&reg))).await.unwrap();
+    assert_eq!(info.manifest_digest, manifest);
+    let (lower, cfg) = store.rootfs_layers(&name).await.unwrap();
+    assert_eq!(cfg.cmd, vec!["sh"]);
+    assert_eq!(
+        fs::read_link(lower[0].join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(lower[0].join("etc/passwd").is_file());
+
+    let tarball = work.path().join("busybox.tar");
+    testutil::tar_dir(&layout, &tarball);
+    let opts = ImportOptions {
+        base_name: Some("busybox".into()),
+        ..Default::default()
+    };
+    let got = timed(store.import(&tarball, &opts)).await.unwrap();
+    assert_eq!(got[0].name, "docker.io/library/busybox:1.0");
+    let (lower2, _) = store.rootfs_layers("busybox:1.0").await.unwrap();
+    assert_eq!(lower, lower2);
+}
