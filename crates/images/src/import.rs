@@ -162,11 +162,21 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     state: ProgressState,
     new_blobs: Vec<Digest>,
+    active: Option<crate::store::ActiveBlobs>,
+}
+
+impl Ctx<'_> {
+    fn hold(&mut self, d: &Digest) {
+        if let Some(a) = self.active.as_mut() {
+            a.add(d);
+        }
+    }
 }
 
 impl Ctx<'_> {
     /// Copies OCI layout blob `d` into the store (verified against its digest).
     fn copy_oci_blob(&mut self, ar: &Archive, d: &Digest, is_layer: bool) -> Result<()> {
+        self.hold(d);
         if self.content.has(d) {
             self.state.bytes_done += self.content.size(d).unwrap_or(0);
         } else {
@@ -191,6 +201,7 @@ impl Ctx<'_> {
 
     fn put(&mut self, bytes: &[u8]) -> Result<Digest> {
         let d = Digest::of(bytes);
+        self.hold(&d);
         if self.content.put(&d, bytes)? {
             self.new_blobs.push(d.clone());
         }
@@ -316,6 +327,7 @@ fn import_docker(ar: &Archive, ctx: &mut Ctx, base: Option<&str>) -> Result<Foun
                 progress.update(&state);
             })?;
             ctx.state = state;
+            ctx.hold(&d);
             if new {
                 ctx.new_blobs.push(d.clone());
             }
@@ -366,8 +378,10 @@ impl ImageStore {
                     ..Default::default()
                 },
                 new_blobs: Vec::new(),
+                active: Some(this.hold()),
             };
             let res = this.import_blocking(&path, &opts, &mut ctx);
+            ctx.active = None;
             if res.is_err() {
                 this.discard(&ctx.new_blobs);
             }

@@ -74,6 +74,36 @@ impl std::fmt::Debug for PullOptions {
     }
 }
 
+/// The host a credentials key names: keys may be hosts (`127.0.0.1:5000`) or URLs as in
+/// Kubernetes `.dockerconfigjson` (`https://index.docker.io/v1/`); Docker Hub's aliases
+/// are one registry.
+fn registry_host(key: &str) -> &str {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io",
+        h => h,
+    }
+}
+
+/// The credentials for `registry`, by exact key or by normalised host.
+pub fn credentials_for<'a>(
+    creds: &'a HashMap<String, Credentials>,
+    registry: &str,
+) -> Option<&'a Credentials> {
+    creds.get(registry).or_else(|| {
+        let want = registry_host(registry);
+        creds
+            .iter()
+            .find(|(k, _)| registry_host(k) == want)
+            .map(|(_, v)| v)
+    })
+}
+
 fn chain(e: &dyn std::error::Error) -> String {
     crate::content::error_chain(e)
 }
@@ -120,6 +150,7 @@ struct Shared {
     progress: Arc<dyn Progress>,
     state: Mutex<ProgressState>,
     new_blobs: Mutex<Vec<Digest>>,
+    active: Mutex<Option<crate::store::ActiveBlobs>>,
 }
 
 impl Shared {
@@ -153,8 +184,12 @@ impl ImageStore {
                 ..Default::default()
             }),
             new_blobs: Mutex::new(Vec::new()),
+            active: Mutex::new(Some(self.hold())),
         });
         let res = self.pull_inner(&r, opts, &shared).await;
+        if let Ok(mut a) = shared.active.lock() {
+            a.take();
+        }
         if res.is_err() {
             let new = shared
                 .new_blobs
@@ -198,7 +233,7 @@ impl ImageStore {
             max_concurrent_download: opts.max_concurrent_downloads.max(1),
             ..Default::default()
         });
-        let auth = match opts.credentials.get(r.registry()) {
+        let auth = match credentials_for(&opts.credentials, r.registry()) {
             Some(Credentials::Basic { username, password }) => {
                 RegistryAuth::Basic(username.clone(), password.clone())
             }
@@ -254,6 +289,15 @@ impl ImageStore {
         };
         let mut blobs = vec![(m.config().clone(), false)];
         blobs.extend(m.layers().iter().map(|l| (l.clone(), true)));
+        if let Ok(mut guard) = shared.active.lock()
+            && let Some(a) = guard.as_mut()
+        {
+            a.add(&top);
+            a.add(&manifest_digest);
+            for (d, _) in &blobs {
+                a.add(&image::desc_digest(d)?);
+            }
+        }
         if let Ok(mut s) = shared.state.lock() {
             s.bytes_total = blobs.iter().map(|(d, _)| d.size()).sum();
             s.layers_total = m.layers().len();
@@ -322,5 +366,31 @@ impl ImageStore {
         })
         .await
         .map_err(|e| ImageError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_lookup_normalises_hosts() {
+        let basic = |u: &str| Credentials::Basic {
+            username: u.into(),
+            password: "p".into(),
+        };
+        let mut m = HashMap::new();
+        m.insert("https://index.docker.io/v1/".to_string(), basic("hub"));
+        m.insert("127.0.0.1:5000".to_string(), basic("local"));
+        m.insert("http://quay.io".to_string(), basic("quay"));
+        let user = |reg: &str| match credentials_for(&m, reg) {
+            Some(Credentials::Basic { username, .. }) => Some(username.clone()),
+            _ => None,
+        };
+        assert_eq!(user("docker.io").as_deref(), Some("hub"));
+        assert_eq!(user("127.0.0.1:5000").as_deref(), Some("local"));
+        assert_eq!(user("quay.io").as_deref(), Some("quay"));
+        assert_eq!(user("ghcr.io"), None);
+        assert_eq!(user("127.0.0.1:5001"), None);
     }
 }

@@ -2,7 +2,7 @@
 //! atomically persisted index (`index.json`), garbage collection and the rootfs query
 //! the runtime uses.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -148,6 +148,43 @@ pub(crate) struct Inner {
     index_lock: Mutex<()>,
     /// Pulls and imports hold it shared, gc exclusively.
     pub(crate) op_lock: tokio::sync::RwLock<()>,
+    /// Blobs that running pulls and imports use (count of holders): the clean-up of a
+    /// failed operation leaves them alone.
+    active: Mutex<HashMap<Digest, usize>>,
+}
+
+/// Marks blobs as used by a running pull or import until dropped.
+pub(crate) struct ActiveBlobs {
+    inner: Arc<Inner>,
+    held: Vec<Digest>,
+}
+
+impl ActiveBlobs {
+    /// Marks `d` as in use by this operation.
+    pub(crate) fn add(&mut self, d: &Digest) {
+        if self.held.contains(d) {
+            return;
+        }
+        if let Ok(mut a) = self.inner.active.lock() {
+            *a.entry(d.clone()).or_insert(0) += 1;
+            self.held.push(d.clone());
+        }
+    }
+}
+
+impl Drop for ActiveBlobs {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.inner.active.lock() {
+            for d in self.held.drain(..) {
+                if let Some(n) = a.get_mut(&d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        a.remove(&d);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The image store of one node, rooted at `<data-dir>/images`.
@@ -179,6 +216,7 @@ impl ImageStore {
                 snapshots,
                 index_lock: Mutex::new(()),
                 op_lock: tokio::sync::RwLock::new(()),
+                active: Mutex::new(HashMap::new()),
             }),
         };
         s.load_index()?;
@@ -303,6 +341,7 @@ impl ImageStore {
     /// `lowerdir=` joined with `:`), and its config. Missing snapshots are unpacked again
     /// from the blobs.
     pub async fn rootfs_layers(&self, reference: &str) -> Result<(Vec<PathBuf>, ImageConfig)> {
+        let _op = self.inner.op_lock.read().await;
         let info = self.get(reference)?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -479,14 +518,29 @@ impl ImageStore {
             .collect())
     }
 
-    /// Deletes blobs written by a failed pull/import that no image references.
+    /// A new, empty set of blobs held by an operation.
+    pub(crate) fn hold(&self) -> ActiveBlobs {
+        ActiveBlobs {
+            inner: self.inner.clone(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Deletes blobs written by a failed pull/import that no image references and no
+    /// other running operation uses (drop the failed operation's [`ActiveBlobs`] first).
     pub(crate) fn discard(&self, new_blobs: &[Digest]) {
         let Ok(roots) = self.image_roots() else {
             return;
         };
         let (keep, _) = self.reachable(roots);
+        let active: HashSet<Digest> = self
+            .inner
+            .active
+            .lock()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
         for d in new_blobs {
-            if !keep.contains(d) {
+            if !keep.contains(d) && !active.contains(d) {
                 let _ = self.inner.content.remove(d);
             }
         }
