@@ -220,7 +220,28 @@ impl ImageStore {
             }),
         };
         s.load_index()?;
+        s.remove_stale_temporaries();
         Ok(s)
+    }
+
+    /// Removes temporary files and directories left in `tmp/` by processes that died
+    /// (their names carry the writer's pid), e.g. a snapshot half-unpacked at a crash.
+    fn remove_stale_temporaries(&self) {
+        let Ok(rd) = fs::read_dir(self.inner.content.tmp_dir()) else {
+            return;
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().to_string();
+            let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let dead = match pid {
+                Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+                None => false,
+            };
+            if dead {
+                let p = ent.path();
+                let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+            }
+        }
     }
 
     /// The store's root directory.
@@ -597,5 +618,40 @@ impl ImageStore {
         })
         .await
         .map_err(|e| ImageError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_removes_temporaries_of_dead_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(tmp.join("snapshot-999999999-0-1/fs/bin")).unwrap();
+        fs::write(tmp.join("ingest-999999999-1-2"), b"partial").unwrap();
+        let mine = tmp.join(format!("ingest-{}-7-7", std::process::id()));
+        fs::write(&mine, b"in progress").unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let left: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(left, vec![mine]);
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn corrupt_index_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("index.json"), b"{not json").unwrap();
+        let err = ImageStore::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("image index"), "{err}");
+        assert!(matches!(
+            ImageStore::open(Path::new("/proc/version/x")),
+            Err(ImageError::Content(_))
+        ));
     }
 }

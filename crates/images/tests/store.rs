@@ -110,6 +110,41 @@ async fn pull_from_local_registry_reuses_blobs_and_overlays_with_whiteouts() {
             .any(|s| s.bytes_total > 0 && s.bytes_done >= s.bytes_total)
     );
 
+    // Two concurrent pulls of the same image, and a pull pinned by digest.
+    let other = ImageStore::open(&work.path().join("store2")).unwrap();
+    let fresh = work.path().join("layout2");
+    let layout2 = testutil::busybox_layout(&fresh, "v2");
+    reg.push(&layout2.dir, "v2", "test/busybox");
+    let name2 = format!("{}/test/busybox:v2", reg.addr);
+    let pinned = format!("{}/test/busybox@{}", reg.addr, layout2.manifest);
+    let o = insecure(&reg);
+    let (a, b, c) = timed(async {
+        tokio::join!(
+            other.pull(&name2, &o),
+            other.pull(&name2, &o),
+            other.pull(&pinned, &o)
+        )
+    })
+    .await;
+    assert_eq!(a.unwrap().manifest_digest, layout2.manifest);
+    assert_eq!(b.unwrap().manifest_digest, layout2.manifest);
+    assert_eq!(c.unwrap().name, pinned);
+    assert_eq!(
+        other.get(&pinned).unwrap().manifest_digest,
+        layout2.manifest
+    );
+    assert_eq!(other.snapshots().list().unwrap().len(), 2);
+    let wrong = format!(
+        "{}/test/busybox@{}",
+        reg.addr,
+        Digest::of(b"no such manifest")
+    );
+    let err = timed(other.pull(&wrong, &insecure(&reg)))
+        .await
+        .unwrap_err();
+    eprintln!("wrong digest: {err}");
+    assert!(err.to_string().contains("not found"), "{err}");
+
     // Pulling again re-uses the blobs: corrupt the registry's copy of layer 1 and the
     // second pull still succeeds because it never downloads it.
     let data = reg.blob_file(&layout.layers[0]);
