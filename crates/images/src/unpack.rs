@@ -313,12 +313,13 @@ pub fn unpack_layer(
             {
                 dir_times.push((target.clone(), m));
             }
-            // A non-directory replaces whatever is there (overwrite semantics of tar).
-            if !kind.is_dir()
-                && let Ok(m) = fs::symlink_metadata(&target)
-                && m.is_dir()
+            // An entry replaces whatever is there (overwrite semantics of tar), except that
+            // a directory entry keeps an existing directory. In particular a directory
+            // entry over a symlink must not follow it (tar would chmod the target).
+            if let Ok(m) = fs::symlink_metadata(&target)
+                && (kind.is_dir() != m.is_dir())
             {
-                fs::remove_dir_all(&target)
+                remove_any(&target)
                     .map_err(|e| io_err(format!("replacing {}", target.display()), e))?;
             }
             let unpacked = entry
@@ -549,6 +550,46 @@ mod tests {
             assert!(err.to_string().contains("refused"), "{name}: {err}");
         }
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn file_over_symlink_replaces_the_link_not_its_target() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"original").unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut l = header(tar::EntryType::Symlink, 0, 0o777);
+        b.append_link(&mut l, "f", &victim).unwrap();
+        file(&mut b, "f", b"overwritten");
+        let bytes = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        unpack_layer(&bytes[..], dir.path(), &Recorder::default(), opts()).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"original");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"overwritten");
+        assert!(
+            !fs::symlink_metadata(dir.path().join("f"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn directory_over_symlink_does_not_touch_the_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let outside = tempfile::tempdir().unwrap();
+        fs::set_permissions(outside.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut l = header(tar::EntryType::Symlink, 0, 0o777);
+        b.append_link(&mut l, "d", outside.path()).unwrap();
+        let mut d = header(tar::EntryType::Directory, 0, 0o777);
+        b.append_data(&mut d, "d/", io::empty()).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        unpack_layer(&bytes[..], dir.path(), &Recorder::default(), opts()).unwrap();
+        let mode = fs::metadata(outside.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(fs::symlink_metadata(dir.path().join("d")).unwrap().is_dir());
     }
 
     #[test]
