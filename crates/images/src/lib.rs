@@ -14,6 +14,27 @@
 //!
 //! This crate must never depend on the API server, the datastore or the runtime: it
 //! knows images, not pods.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), images::ImageError> {
+//! use std::collections::HashSet;
+//! use images::{ImageStore, PullOptions};
+//!
+//! let store = ImageStore::open("/var/lib/flotilla/images".as_ref())?;
+//! let opts = PullOptions {
+//!     insecure_registries: vec!["127.0.0.1:5000".into()],
+//!     ..Default::default()
+//! };
+//! let info = store.pull("127.0.0.1:5000/busybox:1.0", &opts).await?;
+//! // Overlay lower dirs, top layer first: mount with lowerdir=<joined by ':'>.
+//! let (lowerdirs, config) = store.rootfs_layers(&info.name).await?;
+//! assert_eq!(config.cmd, vec!["sh"]);
+//! # let _ = lowerdirs;
+//! // Later: keep what running containers use (their images' manifest digests).
+//! let in_use: HashSet<_> = [info.manifest_digest.clone()].into();
+//! store.gc(&in_use).await?;
+//! # Ok(()) }
+//! ```
 
 pub mod cli;
 pub mod content;

@@ -348,6 +348,12 @@ impl LocalRegistry {
 
     /// Pushes `oci:layout_dir:tag` to `addr/name:tag` with skopeo (`--all` keeps indexes).
     pub fn push(&self, layout_dir: &Path, tag: &str, name: &str) {
+        self.push_as(layout_dir, tag, name, &[]);
+    }
+
+    /// Like [`Self::push`] with extra skopeo copy flags (e.g. `--format v2s2` to store a
+    /// Docker schema2 manifest).
+    pub fn push_as(&self, layout_dir: &Path, tag: &str, name: &str, extra: &[&str]) {
         let out = Command::new("skopeo")
             .args([
                 "--insecure-policy",
@@ -356,6 +362,7 @@ impl LocalRegistry {
                 "--dest-tls-verify=false",
                 "-q",
             ])
+            .args(extra)
             .arg(format!("oci:{}:{tag}", layout_dir.display()))
             .arg(format!("docker://{}/{name}:{tag}", self.addr))
             .output()

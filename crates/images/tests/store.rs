@@ -529,6 +529,21 @@ async fn busybox_script_image_pushes_pulls_and_imports() {
     );
     assert!(lower[0].join("etc/passwd").is_file());
 
+    // The same image as a Docker schema2 manifest.
+    reg.push_as(
+        &layout,
+        "1.0",
+        "library/busybox-v2s2",
+        &["--format", "v2s2"],
+    );
+    let v2 = format!("{}/library/busybox-v2s2:1.0", reg.addr);
+    let info2 = timed(store.pull(&v2, &insecure(&reg))).await.unwrap();
+    let raw = store.content().read(&info2.manifest_digest).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(json["mediaType"], images::image::MT_DOCKER_MANIFEST);
+    let (lower_v2, _) = store.rootfs_layers(&v2).await.unwrap();
+    assert_eq!(lower_v2, lower, "same diff ids, same snapshot");
+
     let tarball = work.path().join("busybox.tar");
     testutil::tar_dir(&layout, &tarball);
     let opts = ImportOptions {
