@@ -146,6 +146,9 @@ fn registry_err(r: &ImageRef, e: OciDistributionError) -> ImageError {
     }
 }
 
+/// Tries per blob download.
+const BLOB_ATTEMPTS: u32 = 3;
+
 struct Shared {
     progress: Arc<dyn Progress>,
     state: Mutex<ProgressState>,
@@ -161,6 +164,11 @@ impl Shared {
                 s.layers_done += 1;
             }
             self.progress.update(&s);
+        }
+    }
+    fn sub(&self, bytes: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.bytes_done = s.bytes_done.saturating_sub(bytes);
         }
     }
     fn new_blob(&self, d: Digest) {
@@ -322,18 +330,52 @@ impl ImageStore {
                     size: desc.size() as i64,
                     ..Default::default()
                 };
-                let mut stream = client
-                    .pull_blob_stream(&r.with_digest(d.as_str()), &od)
-                    .await
-                    .map_err(|e| blob_err(chain(&e)))?;
-                let mut w = content.writer(&d, Some(desc.size()))?;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| blob_err(chain(&e)))?;
-                    w.write_all(&chunk)?;
-                    shared.add(chunk.len() as u64, false);
-                }
-                if w.commit()? {
-                    shared.new_blob(d);
+                let pinned = r.with_digest(d.as_str());
+                let mut attempt = 0u32;
+                loop {
+                    attempt += 1;
+                    let mut got = 0u64;
+                    // Transient failures (connection, 5xx, a broken stream) are retried;
+                    // a wrong digest or size, a 4xx or a local disk error is not.
+                    let once: std::result::Result<bool, (ImageError, bool)> = async {
+                        let mut stream = client.pull_blob_stream(&pinned, &od).await.map_err(|e| {
+                            let transient = matches!(
+                                &e,
+                                OciDistributionError::RequestError(_)
+                                    | OciDistributionError::ServerError { code: 500.., .. }
+                            );
+                            (blob_err(chain(&e)), transient)
+                        })?;
+                        let mut w = content
+                            .writer(&d, Some(desc.size()))
+                            .map_err(|e| (e.into(), false))?;
+                        while let Some(chunk) = stream.next().await {
+                            let chunk = chunk.map_err(|e| {
+                                let msg = chain(&e);
+                                let transient = !msg.to_lowercase().contains("digest");
+                                (blob_err(msg), transient)
+                            })?;
+                            w.write_all(&chunk).map_err(|e| (e.into(), false))?;
+                            got += chunk.len() as u64;
+                            shared.add(chunk.len() as u64, false);
+                        }
+                        w.commit().map_err(|e| (e.into(), false))
+                    }
+                    .await;
+                    match once {
+                        Ok(new) => {
+                            if new {
+                                shared.new_blob(d.clone());
+                            }
+                            break;
+                        }
+                        Err((e, true)) if attempt < BLOB_ATTEMPTS => {
+                            tracing::warn!(digest = %d, attempt, error = %e, "retrying blob download");
+                            shared.sub(got);
+                            tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+                        }
+                        Err((e, _)) => return Err(e),
+                    }
                 }
                 if is_layer {
                     shared.add(0, true);

@@ -20,6 +20,7 @@ use images::{Credentials, ImageStore, PullOptions};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    Open,
     Basic,
     Bearer,
 }
@@ -30,6 +31,8 @@ struct Fake {
     layout: PathBuf,
     manifest: String,
     token_requests: AtomicUsize,
+    /// Blob requests still to fail with 503.
+    flaky: AtomicUsize,
 }
 
 const USER: &str = "alice";
@@ -46,6 +49,7 @@ fn basic_ok(h: &HeaderMap) -> bool {
 
 fn authorized(f: &Fake, h: &HeaderMap) -> bool {
     match f.mode {
+        Mode::Open => true,
         Mode::Basic => basic_ok(h),
         Mode::Bearer => {
             h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
@@ -56,6 +60,7 @@ fn authorized(f: &Fake, h: &HeaderMap) -> bool {
 
 fn challenge(f: &Fake) -> Response {
     let value = match f.mode {
+        Mode::Open => String::new(),
         Mode::Basic => "Basic realm=\"fake\"".to_string(),
         Mode::Bearer => format!(
             "Bearer realm=\"http://{}/token\",service=\"fake-registry\"",
@@ -124,6 +129,12 @@ async fn v2(State(f): State<Arc<Fake>>, Path(rest): Path<String>, h: HeaderMap) 
         };
     }
     if let Some((_, d)) = rest.rsplit_once("/blobs/") {
+        if f.flaky
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+        }
         return match blob(d) {
             Some(b) => b.into_response(),
             None => StatusCode::NOT_FOUND.into_response(),
@@ -156,6 +167,7 @@ async fn start(mode: Mode, work: &TestDir) -> (Arc<Fake>, tokio::task::JoinHandl
         layout: layout.dir.clone(),
         manifest: layout.manifest.to_string(),
         token_requests: AtomicUsize::new(0),
+        flaky: AtomicUsize::new(0),
     });
     let app = axum::Router::new()
         .route("/token", axum::routing::get(token))
@@ -250,5 +262,29 @@ async fn basic_auth_challenge() {
         .unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 0);
+    server.abort();
+}
+
+#[tokio::test]
+async fn transient_blob_errors_are_retried() {
+    let work = TestDir::new("flaky");
+    let (fake, server) = start(Mode::Open, &work).await;
+    let name = format!("{}/flaky/app:v1", fake.addr);
+    // Two 503s (config then layer, or one blob twice): within the retry budget.
+    fake.flaky.store(2, Ordering::SeqCst);
+    let store = ImageStore::open(&work.path().join("store")).unwrap();
+    timed(store.pull(&name, &opts(&fake, None))).await.unwrap();
+    assert_eq!(fake.flaky.load(Ordering::SeqCst), 0);
+    // A registry that keeps failing: a clear error naming the blob, nothing left.
+    fake.flaky.store(100, Ordering::SeqCst);
+    let other = ImageStore::open(&work.path().join("other")).unwrap();
+    let err = timed(other.pull(&name, &opts(&fake, None)))
+        .await
+        .unwrap_err();
+    eprintln!("always 503: {err}");
+    assert!(err.to_string().contains("pulling blob sha256:"), "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(testutil::count_files(&work.path().join("other/blobs")), 0);
+    assert_eq!(testutil::count_files(&work.path().join("other/tmp")), 0);
     server.abort();
 }
