@@ -3,17 +3,18 @@
 #   1. cargo fmt --all --check
 #   2. cargo clippy --workspace --all-targets -- -D warnings
 #   3. cargo test --workspace
-#   4. cargo build --release -p flotilla
+#   4. cargo build -p flotilla (the dev profile cargo test already compiled;
+#      benchmarks build their own release binary, see scripts/bench.sh)
 #   5. pytest tests/e2e   (real kubectl v1.33 + v1.20, helm, Python client
-#                          against target/release/flotilla)
+#                          against target/debug/flotilla)
 # Every step runs even when an earlier one failed (so one run shows all
-# problems), except that e2e needs the release build. Exits non-zero if any
+# problems), except that e2e needs the binary build. Exits non-zero if any
 # step failed.
 #
 # Options:
-#   --quick       fmt + clippy + unit tests only (no release build, no e2e)
+#   --quick       fmt + clippy + unit tests only (no binary build, no e2e)
 #   --no-e2e      everything except the e2e suite
-#   --e2e-only    release build + e2e suite only
+#   --e2e-only    binary build + e2e suite only
 #   -- ARGS...    extra arguments for pytest (e.g. -- -k apply -x)
 #
 # Tools come from scripts/install-tools.sh (run it once first).
@@ -23,12 +24,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 run_cargo=1
-run_release=1
+run_build=1
 run_e2e=1
 pytest_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) run_release=0; run_e2e=0 ;;
+    --quick) run_build=0; run_e2e=0 ;;
     --no-e2e) run_e2e=0 ;;
     --e2e-only) run_cargo=0 ;;
     --) shift; pytest_args=("$@"); break ;;
@@ -63,8 +64,8 @@ if [[ $run_cargo -eq 1 ]]; then
   step "cargo test" cargo test "${cargo_flags[@]}" --workspace
 fi
 
-if [[ $run_release -eq 1 ]]; then
-  if step "cargo build --release -p flotilla" cargo build "${cargo_flags[@]}" --release -p flotilla; then
+if [[ $run_build -eq 1 ]]; then
+  if step "cargo build -p flotilla" cargo build "${cargo_flags[@]}" -p flotilla; then
     if [[ $run_e2e -eq 1 ]]; then
       py="$ROOT/.tools/venv/bin/python"
       if [[ ! -x $py ]]; then
@@ -72,12 +73,12 @@ if [[ $run_release -eq 1 ]]; then
         failed+=("e2e (tools not installed)")
       else
         target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
-        export FLOTILLA_BIN="${FLOTILLA_BIN:-$target_dir/release/flotilla}"
+        export FLOTILLA_BIN="${FLOTILLA_BIN:-$target_dir/debug/flotilla}"
         step "pytest tests/e2e" "$py" -m pytest tests/e2e "${pytest_args[@]}"
       fi
     fi
   elif [[ $run_e2e -eq 1 ]]; then
-    failed+=("e2e (skipped: release build failed)")
+    failed+=("e2e (skipped: build failed)")
   fi
 fi
 

@@ -12,7 +12,7 @@ token file) and the real clients pointed at it:
 * `k8s` - the Python `kubernetes` client's ApiClient from the kubeconfig;
 * `ns` - a fresh namespace per test.
 
-`FLOTILLA_BIN` overrides the binary (default target/release/flotilla).
+`FLOTILLA_BIN` overrides the binary (default target/debug/flotilla, as scripts/test.sh builds it).
 When a test fails, the tail of the server log is attached to its report.
 """
 
@@ -198,9 +198,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def flotilla_bin() -> Path:
-    path = Path(os.environ.get("FLOTILLA_BIN") or ROOT / "target" / "release" / "flotilla")
+    path = Path(os.environ.get("FLOTILLA_BIN") or ROOT / "target" / "debug" / "flotilla")
     if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"flotilla binary not found at {path}: run `cargo build --release -p flotilla` "
+        pytest.fail(f"flotilla binary not found at {path}: run `cargo build -p flotilla` "
                     "or set FLOTILLA_BIN", pytrace=False)
     return path
 
