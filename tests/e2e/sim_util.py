@@ -61,7 +61,7 @@ class Sim:
             nodes = {n["metadata"]["name"]: n for n in json.loads(p.stdout)["items"]}
             for name in self.names:
                 n = nodes.get(name)
-                if n is None or not n["spec"].get("podCIDR") or not node_ready(n):
+                if n is None or not n.get("spec", {}).get("podCIDR") or not node_ready(n):
                     return False
             return True
 

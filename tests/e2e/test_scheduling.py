@@ -107,7 +107,7 @@ class Env:
         return json.loads(self.k.ok(*args, "-o", "json"))
 
     def apply(self, *docs: dict, ns: str | None = None) -> None:
-        text = "---\n".join(json.dumps(d) for d in docs)
+        text = "\n---\n".join(json.dumps(d) for d in docs)
         extra = ["-n", ns] if ns else []
         self.k.ok("apply", *extra, "-f", "-", input=text)
 
