@@ -518,9 +518,10 @@ pub fn exec_process(process: &Process, args: Option<&[String]>) -> Result<Infall
             caps::set(None, which, &v)
                 .map_err(|e| InitError::Invalid(format!("set {which:?} capabilities: {e}")))
         };
+        // Effective before permitted: effective must stay a subset of permitted.
         setc(caps::CapSet::Inheritable, to_caps(c.inheritable()))?;
-        setc(caps::CapSet::Permitted, to_caps(c.permitted()))?;
         setc(caps::CapSet::Effective, to_caps(c.effective()))?;
+        setc(caps::CapSet::Permitted, to_caps(c.permitted()))?;
         for a in to_caps(c.ambient()) {
             caps::raise(None, caps::CapSet::Ambient, a)
                 .map_err(|e| InitError::Invalid(format!("raise ambient {a}: {e}")))?;

@@ -227,19 +227,25 @@ fn start(dir: &Path) -> Result<(), ShimError> {
             Err(_) => break (None, None),
         }
     };
+    let finished_at = state::now();
+    // Drain what the dead processes wrote before recording the exit, so a reader that
+    // sees exit.json also sees the last log lines. Bounded: a leftover process could hold
+    // the pipes open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let _ = done_rx.recv_timeout(left);
+    }
     let oom = cgroups.oom_kills(&record.cgroup) > 0;
-    let exited = if code.is_none() && signal.is_none() {
+    let mut exited = if code.is_none() && signal.is_none() {
         let mut e = Exited::from_status(Some(255), None, oom);
         e.reason = "Unknown".into();
         e
     } else {
         Exited::from_status(code, signal, oom)
     };
+    exited.finished_at = finished_at;
     state::write_json(&dir.join("exit.json"), &exited)?;
-    // Give the pumps a moment to drain what the dead processes wrote.
-    for _ in 0..2 {
-        let _ = done_rx.recv_timeout(Duration::from_secs(2));
-    }
     Ok(())
 }
 
@@ -250,6 +256,13 @@ fn start_builtin(
     out_w: OwnedFd,
     err_w: OwnedFd,
 ) -> Result<Pid, ShimError> {
+    // Entering a PID namespace changes only where our *children* go; threads cannot be
+    // created meanwhile (clone(CLONE_THREAD) fails with EINVAL), so switch back after the
+    // fork before the log pumps start.
+    let own_pid_ns = fio(
+        || "open own pid namespace".into(),
+        fs::File::open("/proc/self/ns/pid"),
+    )?;
     match crate::init::pid_namespace(spec) {
         Some(Some(path)) => {
             let f = fio(|| format!("open {}", path.display()), fs::File::open(&path))?;
@@ -284,6 +297,10 @@ fn start_builtin(
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
+            sys(
+                || "return to own pid namespace".into(),
+                setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID),
+            )?;
             drop(sync_w);
             drop(out_w);
             drop(err_w);
@@ -388,6 +405,10 @@ fn exec(dir: &Path, tty: bool, cmd: &[String]) -> Result<i32, ShimError> {
             fs::write(&f, "0"),
         )?;
     }
+    let own_pid_ns = fio(
+        || "open own pid namespace".into(),
+        fs::File::open("/proc/self/ns/pid"),
+    )?;
     for (f, flag, p) in &fds {
         sys(|| format!("setns {p}"), setns(f.as_fd(), *flag))?;
     }
@@ -416,6 +437,11 @@ fn exec(dir: &Path, tty: bool, cmd: &[String]) -> Result<i32, ShimError> {
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
+            // Threads need our own pid namespace back (see start_builtin).
+            sys(
+                || "return to own pid namespace".into(),
+                setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID),
+            )?;
             if let Some(p) = pty {
                 drop(p.slave);
                 let master = fs::File::from(p.master);
