@@ -338,6 +338,28 @@ impl Runtime {
         Ok(fixed)
     }
 
+    /// Rewrite a sandbox's `/etc/hosts` once its pod IP is known (the network is set up
+    /// after the sandbox): localhost lines, `<pod-ip> <hostname>`, then the host aliases.
+    /// Written in place so containers' bind mounts of the file see the new contents.
+    pub fn set_sandbox_ip(&self, id: &str, pod_ip: &str) -> Result<()> {
+        let sb = self.sandbox(id)?;
+        if pod_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Invalid(format!("bad pod IP {pod_ip:?}")));
+        }
+        let hostname = if sb.spec.hostname.is_empty() {
+            sb.spec.name.clone()
+        } else {
+            sb.spec.hostname.clone()
+        };
+        let mut aliases = vec![(pod_ip.to_string(), vec![hostname])];
+        aliases.extend(sb.spec.host_aliases.iter().cloned());
+        let p = sb.dir.join("hosts");
+        fio(
+            || format!("write {}", p.display()),
+            fs::write(&p, hosts_file(&aliases)),
+        )
+    }
+
     fn dir(&self, id: &str) -> PathBuf {
         self.cfg.data_dir.join("containers").join(id)
     }
@@ -688,6 +710,16 @@ impl Runtime {
     }
 }
 
+fn hosts_file(aliases: &[(String, Vec<String>)]) -> String {
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    for (ip, names) in aliases {
+        hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    }
+    hosts
+}
+
 /// Write hosts, resolv.conf and hostname files into `dir`.
 fn write_etc_files(
     dir: &Path,
@@ -695,12 +727,7 @@ fn write_etc_files(
     dns: &crate::spec::DnsConfig,
     aliases: &[(String, Vec<String>)],
 ) -> Result<()> {
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
-    );
-    for (ip, names) in aliases {
-        hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
-    }
+    let hosts = hosts_file(aliases);
     let resolv = if dns.servers.is_empty() {
         fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
     } else {

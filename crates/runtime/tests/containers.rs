@@ -36,7 +36,7 @@ struct Env {
 
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "echo", "hostname", "true", "ps", "wget", "httpd", "yes", "head",
-    "readlink", "ls", "tail", "grep", "test", "id", "touch", "wc", "seq",
+    "readlink", "ls", "tail", "grep", "test", "id", "touch", "wc", "seq", "tty", "tr",
 ];
 
 fn busybox_image(root: &Path) {
@@ -223,6 +223,11 @@ fn sandbox_containers_share_network_and_uts() {
             uid: format!("uid-{}", std::process::id()),
             hostname: "web-pod".into(),
             share_process_namespace: true,
+            dns: runtime::DnsConfig {
+                servers: vec!["10.96.0.10".into()],
+                searches: vec!["default.svc.cluster.local".into()],
+                options: vec!["ndots:5".into()],
+            },
             ..Default::default()
         })
         .unwrap();
@@ -264,6 +269,22 @@ fn sandbox_containers_share_network_and_uts() {
         Stdio::inherit(),
     );
     assert_eq!(r.unwrap(), 0);
+    // Pod files: resolv.conf from the DNS config, /etc/hosts updated with the pod IP.
+    env.rt.set_sandbox_ip(&sb.id, "10.42.0.7").unwrap();
+    let check = "grep -q 'nameserver 10.96.0.10' /etc/resolv.conf && \
+                 grep -q 'search default.svc.cluster.local' /etc/resolv.conf && \
+                 grep -q '10.42.0.7.*web-pod' /etc/hosts && grep -q web-pod /etc/hostname";
+    let r = env.rt.exec(
+        &ids[1],
+        &ExecRequest {
+            cmd: vec!["sh".into(), "-c".into(), check.into()],
+            tty: false,
+        },
+        Stdio::null(),
+        Stdio::inherit(),
+        Stdio::inherit(),
+    );
+    assert_eq!(r.unwrap(), 0, "pod /etc files");
     // Count through /proc to avoid parsing ps output via the API above.
     let info0 = env.rt.status(&ids[0]).unwrap();
     let info1 = env.rt.status(&ids[1]).unwrap();
@@ -415,7 +436,7 @@ fn exec_joins_the_container() {
     need_root!();
     let env = Env::new("exec");
     let id = env.run(&env.spec("sleep 1000"));
-    let exec = |cmd: &str| {
+    let exec_tty = |tty: bool, cmd: &str| {
         let out = tempfile::NamedTempFile::new().unwrap();
         let code = env
             .rt
@@ -423,7 +444,7 @@ fn exec_joins_the_container() {
                 &id,
                 &ExecRequest {
                     cmd: vec!["sh".into(), "-c".into(), cmd.into()],
-                    tty: false,
+                    tty,
                 },
                 Stdio::null(),
                 Stdio::from(out.reopen().unwrap()),
@@ -432,7 +453,15 @@ fn exec_joins_the_container() {
             .unwrap();
         (code, fs::read_to_string(out.path()).unwrap())
     };
+    let exec = |cmd: &str| exec_tty(false, cmd);
     assert_eq!(exec("exit 7").0, 7);
+    let (code, out) = exec_tty(true, "tty; exit 4");
+    assert_eq!(code, 4);
+    assert!(
+        out.starts_with("/dev/pts/"),
+        "a terminal inside the container: {out:?}"
+    );
+    assert_eq!(exec("tty").0, 1, "no terminal without --tty");
     let (code, out) = exec("cat /etc/marker; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$");
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
@@ -552,6 +581,22 @@ fn runc_runs_the_same_bundle() {
     let cg = env.rt.cgroups().dirs(&info.cgroup);
     env.rt.remove(&id).unwrap();
     assert!(cg.iter().all(|d| !d.exists()), "runc's cgroup removed");
+    assert!(mounts_under(&env.dir).is_empty());
+}
+
+#[test]
+fn start_failure_is_reported_and_recorded() {
+    need_root!();
+    let env = Env::new("fail");
+    let mut spec = env.spec("true");
+    spec.command = vec!["/no/such/program".into()];
+    let id = env.rt.create_container(&spec).unwrap();
+    let err = env.rt.start(&id).unwrap_err().to_string();
+    assert!(err.contains("/no/such/program"), "{err}");
+    let info = env.rt.status(&id).unwrap();
+    assert_eq!(info.state, ContainerState::Exited);
+    assert!(info.reason.unwrap().starts_with("StartError"));
+    env.rt.remove(&id).unwrap();
     assert!(mounts_under(&env.dir).is_empty());
 }
 
