@@ -183,7 +183,7 @@ fn run_spec(
         spec.resources.memory_limit = Some(parse_bytes(m)?);
     }
     if let Some(c) = a.cpus {
-        if !(c > 0.0) {
+        if c.is_nan() || c <= 0.0 {
             bail!("--cpus must be positive");
         }
         spec.resources.cpu_quota = Some(Resources::quota_from_millis((c * 1000.0) as u64, 100_000));
@@ -390,18 +390,16 @@ fn show_logs(
         let finished = done();
         let rotated =
             std::fs::metadata(path).map(|m| m.ino()).ok() != file.metadata().map(|m| m.ino()).ok();
-        if rotated {
-            if let Ok(f) = std::fs::File::open(path) {
-                // The old file is complete: drain it, then switch.
-                let mut rest = vec![];
-                file.read_to_end(&mut rest)?;
-                pending.extend_from_slice(&rest);
-                print_entries(&pending, timestamps);
-                pending.clear();
-                file = f;
-                file.seek(SeekFrom::Start(0))?;
-                continue;
-            }
+        if rotated && let Ok(f) = std::fs::File::open(path) {
+            // The old file is complete: drain it, then switch.
+            let mut rest = vec![];
+            file.read_to_end(&mut rest)?;
+            pending.extend_from_slice(&rest);
+            print_entries(&pending, timestamps);
+            pending.clear();
+            file = f;
+            file.seek(SeekFrom::Start(0))?;
+            continue;
         }
         if finished && buf.is_empty() {
             return Ok(());

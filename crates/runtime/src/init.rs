@@ -477,6 +477,16 @@ pub fn exec_process(process: &Process, args: Option<&[String]>) -> Result<Infall
             .filter_map(|c| format!("CAP_{c}").parse::<caps::Capability>().ok())
             .collect::<caps::CapsHashSet>()
     };
+    // Only what this process holds can be granted (a privileged container gets "all"
+    // capabilities the node's runtime has, as with runc).
+    let held = caps::read(None, caps::CapSet::Permitted)
+        .map_err(|e| InitError::Invalid(format!("read capabilities: {e}")))?;
+    let to_caps = |set: &Option<std::collections::HashSet<oci_spec::runtime::Capability>>| {
+        to_caps(set)
+            .intersection(&held)
+            .copied()
+            .collect::<caps::CapsHashSet>()
+    };
     let capset = process.capabilities().as_ref();
     let bounding = capset.map(|c| to_caps(c.bounding()));
     if let Some(b) = &bounding {

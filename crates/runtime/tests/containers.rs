@@ -585,6 +585,91 @@ fn runc_runs_the_same_bundle() {
 }
 
 #[test]
+fn host_namespaces_are_honoured() {
+    need_root!();
+    let env = Env::new("hostns");
+    let sb = env
+        .rt
+        .create_sandbox(&SandboxSpec {
+            name: "hostnet".into(),
+            uid: format!("hostns-{}", std::process::id()),
+            host_network: true,
+            host_ipc: true,
+            host_pid: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(sb.netns_path.is_none());
+    let mut s = env.spec(
+        "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid; \
+         readlink /proc/self/ns/mnt",
+    );
+    s.sandbox_id = Some(sb.id.clone());
+    let id = env.run(&s);
+    env.rt.wait(&id, T).unwrap();
+    let out = env.stdout(&id);
+    let lines: Vec<&str> = out.lines().collect();
+    let host = |n: &str| {
+        fs::read_link(format!("/proc/self/ns/{n}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(lines[..3], [host("net"), host("ipc"), host("pid")], "{out}");
+    assert_ne!(lines[3], host("mnt"), "always a private mount namespace");
+    env.rt.remove(&id).unwrap();
+    env.rt.remove_sandbox(&sb.id).unwrap();
+}
+
+#[test]
+fn security_context_and_volumes_apply() {
+    need_root!();
+    let env = Env::new("sec");
+    let vol = env.dir.join("vol");
+    fs::create_dir_all(&vol).unwrap();
+    fs::write(vol.join("f"), "volume-data\n").unwrap();
+    let mut s = env.spec(
+        "id -u; id -g; touch /x 2>/dev/null && echo rootfs-writable || echo rootfs-readonly; \
+         cat /data/f; touch /data/g 2>/dev/null && echo vol-writable || echo vol-readonly; \
+         grep NoNewPrivs /proc/self/status | tr -d '\t '; grep CapBnd /proc/self/status | tr -d '\t '; \
+         test -e /dev/null && echo devnull",
+    );
+    s.run_as_user = Some(65534);
+    s.run_as_group = Some(65533);
+    s.readonly_rootfs = true;
+    s.no_new_privs = true;
+    s.mounts = vec![runtime::MountSpec {
+        host_path: vol.clone(),
+        container_path: "/data".into(),
+        readonly: true,
+    }];
+    let id = env.run(&s);
+    let info = env.rt.wait(&id, T).unwrap();
+    assert_eq!(info.exit_code, Some(0), "{info:?}");
+    assert_eq!(
+        env.stdout(&id),
+        "65534\n65533\nrootfs-readonly\nvolume-data\nvol-readonly\nNoNewPrivs:1\n\
+         CapBnd:00000000a80425fb\ndevnull\n",
+        "containerd's default bounding set"
+    );
+    // Privileged: every capability and the host's devices.
+    let mut p = env.spec("grep CapEff /proc/self/status | tr -d '\t '; ls /dev | grep -c .");
+    p.privileged = true;
+    let id = env.run(&p);
+    env.rt.wait(&id, T).unwrap();
+    let out = env.stdout(&id);
+    let lines: Vec<&str> = out.lines().collect();
+    // All the capabilities the runtime itself holds.
+    let held = caps::read(None, caps::CapSet::Permitted).unwrap();
+    let all = held.iter().fold(0u64, |m, c| m | c.bitmask());
+    assert_eq!(lines[0], format!("CapEff:{all:016x}"));
+    assert!(
+        lines[1].parse::<usize>().unwrap() > 20,
+        "host devices: {out}"
+    );
+}
+
+#[test]
 fn start_failure_is_reported_and_recorded() {
     need_root!();
     let env = Env::new("fail");
