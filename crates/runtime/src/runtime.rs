@@ -558,16 +558,27 @@ impl Runtime {
                     upper.display(),
                     work.display()
                 );
-                sys(
-                    || format!("mount overlay rootfs for {id}"),
+                // `volatile`: no sync of the upper dir on unmount (measured at ~50 ms per
+                // container removal here). A writable layer never outlives its container
+                // across a node crash, so its durability is not needed.
+                let volatile = format!("{data},volatile");
+                let r = mount(
+                    Some("overlay"),
+                    &rootfs,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(volatile.as_str()),
+                )
+                .or_else(|_| {
                     mount(
                         Some("overlay"),
                         &rootfs,
                         Some("overlay"),
                         MsFlags::empty(),
                         Some(data.as_str()),
-                    ),
-                )?;
+                    )
+                });
+                sys(|| format!("mount overlay rootfs for {id}"), r)?;
                 overlay = true;
             }
         }
@@ -1018,7 +1029,7 @@ impl ContainerRuntime for Runtime {
                 return Err(Error::Timeout(id.into()));
             }
             std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(20));
+            nap = (nap * 2).min(Duration::from_millis(2));
         }
     }
 

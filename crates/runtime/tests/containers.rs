@@ -692,20 +692,38 @@ fn start_failure_is_reported_and_recorded() {
 fn bench_lifecycle() {
     need_root!();
     let env = Env::new("bench");
-    let n = 100;
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let report = |handler: Option<&str>| {
         let mut spec = env.spec("true");
         spec.command = vec!["/bin/true".into()];
         spec.runtime_handler = handler.map(String::from);
         let mut times = vec![];
+        let mut phases = [Duration::ZERO; 4];
         for _ in 0..n {
             let t0 = Instant::now();
             let id = env.rt.create_container(&spec).unwrap();
+            let t1 = Instant::now();
             env.rt.start(&id).unwrap();
+            let t2 = Instant::now();
             env.rt.wait(&id, T).unwrap();
+            let t3 = Instant::now();
             env.rt.remove(&id).unwrap();
+            let t4 = Instant::now();
+            for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)]
+                .into_iter()
+                .enumerate()
+            {
+                phases[i] += b - a;
+            }
             times.push(t0.elapsed());
         }
+        eprintln!(
+            "phases (create, start, wait, remove): {:?}",
+            phases.map(|p| p / n as u32)
+        );
         times.sort();
         let mean = times.iter().sum::<Duration>() / n as u32;
         let p99 = times[(n * 99 / 100).min(n - 1)];
