@@ -314,8 +314,10 @@ fn sandbox_containers_share_network_and_uts() {
     );
 }
 
-/// Not a test on its own: the child process of `containers_survive_runtime_restart`.
+/// Not a test on its own: the child process of `containers_survive_runtime_restart`
+/// (ignored, run by that test with `--ignored`).
 #[test]
+#[ignore]
 fn helper_create_container_then_die() {
     let Ok(data) = std::env::var("FLOTILLA_RT_HELPER_DATA") else {
         return;
@@ -345,6 +347,7 @@ fn containers_survive_runtime_restart() {
         .args([
             "--exact",
             "helper_create_container_then_die",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
