@@ -4,6 +4,8 @@
 //! used on its own. `server` runs the whole control plane in one process; every other
 //! component is an API client and also runs alone against a kubeconfig.
 
+mod ctr;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +37,15 @@ enum Command {
     Sim(SimCmd),
     /// Measure this machine: API throughput/latency, memory, store vs etcd, disk.
     Bench(bench::BenchArgs),
+    /// Node-local containers without an API server: ps, logs, exec, inspect, stop, rm, run.
+    Ctr(ctr::CtrCmd),
+    /// Per-container supervisor started by the runtime (internal).
+    #[command(hide = true)]
+    Shim {
+        /// Arguments for the shim.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -294,8 +305,19 @@ where
 }
 
 fn main() -> anyhow::Result<()> {
+    // The shim runs once per container and must start fast and stay small: no argument
+    // parser, no logging setup, no async runtime.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "shim") {
+        std::process::exit(runtime::shim::main(args.collect()));
+    }
     let cli = Cli::parse();
     init_logging();
+    let cli = match cli.command {
+        Command::Ctr(cmd) => std::process::exit(ctr::run(cmd)?),
+        Command::Shim { args } => std::process::exit(runtime::shim::main(args)),
+        command => Cli { command },
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -321,6 +343,9 @@ fn main() -> anyhow::Result<()> {
                 until_terminated(|token| sim::run(client, cmd.sim, token)).await
             }
             Command::Bench(a) => bench::run_cli(a).await,
+            Command::Ctr(_) | Command::Shim { .. } => {
+                unreachable!("handled before the async runtime")
+            }
         }
     })
 }
