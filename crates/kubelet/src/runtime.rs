@@ -1,0 +1,432 @@
+//! What the kubelet needs from the node: the [`PodRuntime`] trait (sandboxes,
+//! images, containers, exec), and [`FakeRuntime`], an in-memory implementation for
+//! tests and for running the kubelet logic without containers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::Timestamp;
+
+/// Errors from the node's runtime.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("pulling image {image}: {message}")]
+    Pull { image: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A pod's sandbox (its network namespace and the like).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInfo {
+    pub id: String,
+    /// Pod IPs, primary first; empty for host-network pods (the kubelet then reports
+    /// the node IP).
+    pub pod_ips: Vec<IpAddr>,
+}
+
+/// An image present on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The reference as the pod spec writes it (`nginx`).
+    pub image: String,
+    /// Resolved identity, e.g. `docker.io/library/nginx@sha256:…`.
+    pub image_id: String,
+    pub size: u64,
+}
+
+/// Everything needed to create one container.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// The container as the pod spec declares it (command, args, ports, resources…).
+    pub spec: Container,
+    /// The image as pulled.
+    pub image: ImageInfo,
+    /// Environment, resolved (downward API, config maps, secrets, service links).
+    pub env: Vec<(String, String)>,
+    /// 0 for the first instance, +1 per restart.
+    pub attempt: u32,
+    /// Whether this is an init container.
+    pub init: bool,
+}
+
+/// Container lifecycle state as the runtime knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// One container instance on the node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub pod_uid: String,
+    /// The container's name in the pod spec.
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub image_id: String,
+    pub state: ContainerState,
+    pub exit_code: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`… for exited containers.
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Output of a command run in a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// The node-side operations the kubelet drives. Implemented by the real runtime
+/// adapter (containers, images, network) and by [`FakeRuntime`].
+#[async_trait::async_trait]
+pub trait PodRuntime: Send + Sync {
+    /// Runtime version, reported as `containerRuntimeVersion: flotilla://<version>`.
+    fn version(&self) -> String;
+    /// Create the pod's sandbox if missing (idempotent) and return it.
+    async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError>;
+    /// Remove the pod's sandbox (after its containers); missing is not an error.
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+    /// The image if present on the node.
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
+    /// Pull an image (registry credentials from the pod's pull secrets, as
+    /// `.dockerconfigjson` contents).
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: &[serde_json::Value],
+    ) -> Result<ImageInfo, RuntimeError>;
+    /// Create (not start) a container in the pod's sandbox; returns its id.
+    async fn create_container(
+        &self,
+        pod: &Pod,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<String, RuntimeError>;
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// SIGTERM, then SIGKILL after `grace`; returns when the container is stopped.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// Remove a stopped container; missing is not an error.
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Containers of one pod (`Some(uid)`) or of all pods.
+    async fn list_containers(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<ContainerInfo>, RuntimeError>;
+    /// Run a command in a running container (exec probes).
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError>;
+}
+
+/// How fake containers of one image behave.
+#[derive(Clone, Debug, Default)]
+pub struct FakeBehavior {
+    /// Exit this long after start (None: run until stopped).
+    pub exit_after: Option<Duration>,
+    pub exit_code: i32,
+    /// Pulls of this image fail with this message.
+    pub pull_error: Option<String>,
+    /// Exit code of `exec_sync` in these containers.
+    pub exec_exit_code: i32,
+}
+
+#[derive(Clone, Debug)]
+struct FakeContainer {
+    info: ContainerInfo,
+    behavior: FakeBehavior,
+}
+
+#[derive(Default)]
+struct FakeState {
+    next: u64,
+    sandboxes: HashMap<String, SandboxInfo>,
+    images: HashMap<String, ImageInfo>,
+    containers: HashMap<String, FakeContainer>,
+    behaviors: HashMap<String, FakeBehavior>,
+    /// (pod uid, container name) → number of starts.
+    starts: HashMap<(String, String), u32>,
+    pulls: u32,
+    stops: Vec<(String, Duration)>,
+}
+
+/// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
+/// [`FakeBehavior::exit_after`] elapses. Images are pulled instantly.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    state: Arc<Mutex<FakeState>>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        // A panic while holding the lock only happens in a failing test.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set how containers of `image` behave from now on.
+    pub fn set_behavior(&self, image: &str, behavior: FakeBehavior) {
+        self.lock().behaviors.insert(image.into(), behavior);
+    }
+
+    /// How many times container `name` of pod `uid` was started.
+    pub fn starts(&self, pod_uid: &str, name: &str) -> u32 {
+        self.lock()
+            .starts
+            .get(&(pod_uid.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts of container `name` summed over all pods whose uid is in the map.
+    pub fn total_starts(&self, name: &str) -> u32 {
+        self.lock()
+            .starts
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .map(|(_, c)| *c)
+            .sum()
+    }
+
+    /// Number of image pulls performed.
+    pub fn pulls(&self) -> u32 {
+        self.lock().pulls
+    }
+
+    /// Grace periods passed to `stop_container`, by container name.
+    pub fn stops(&self) -> Vec<(String, Duration)> {
+        self.lock().stops.clone()
+    }
+
+    /// Ids of pods with a sandbox.
+    pub fn sandboxes(&self) -> Vec<String> {
+        self.lock().sandboxes.keys().cloned().collect()
+    }
+
+    /// Running containers (like `ctr ps`).
+    pub fn running(&self) -> Vec<ContainerInfo> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        st.containers
+            .values()
+            .filter(|c| c.info.state == ContainerState::Running)
+            .map(|c| c.info.clone())
+            .collect()
+    }
+}
+
+fn refresh(st: &mut FakeState) {
+    let now = Timestamp::now();
+    for c in st.containers.values_mut() {
+        if c.info.state != ContainerState::Running {
+            continue;
+        }
+        let (Some(after), Some(started)) = (c.behavior.exit_after, c.info.started_at) else {
+            continue;
+        };
+        let Ok(after) = k8s_openapi::jiff::SignedDuration::try_from(after) else {
+            continue;
+        };
+        let Ok(end) = started.checked_add(after) else {
+            continue;
+        };
+        if end <= now {
+            c.info.state = ContainerState::Exited;
+            c.info.exit_code = Some(c.behavior.exit_code);
+            c.info.reason = Some(if c.behavior.exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            });
+            c.info.finished_at = Some(end);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PodRuntime for FakeRuntime {
+    fn version(&self) -> String {
+        "fake-0.1".into()
+    }
+
+    async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut st = self.lock();
+        if let Some(s) = st.sandboxes.get(&uid) {
+            return Ok(s.clone());
+        }
+        st.next += 1;
+        let n = st.next;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 88, (n / 250) as u8, (n % 250) as u8 + 2));
+        let s = SandboxInfo {
+            id: format!("sandbox-{n}"),
+            pod_ips: vec![ip],
+        };
+        st.sandboxes.insert(uid, s.clone());
+        Ok(s)
+    }
+
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.lock().sandboxes.remove(pod_uid);
+        Ok(())
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        Ok(self.lock().images.get(image).cloned())
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        _auth: &[serde_json::Value],
+    ) -> Result<ImageInfo, RuntimeError> {
+        let mut st = self.lock();
+        st.pulls += 1;
+        if let Some(msg) = st.behaviors.get(image).and_then(|b| b.pull_error.clone()) {
+            return Err(RuntimeError::Pull {
+                image: image.into(),
+                message: msg,
+            });
+        }
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(image.as_bytes()));
+        let info = ImageInfo {
+            image: image.into(),
+            image_id: format!("fake.local/{image}@sha256:{digest}"),
+            size: 1 << 20,
+        };
+        st.images.insert(image.into(), info.clone());
+        Ok(info)
+    }
+
+    async fn create_container(
+        &self,
+        pod: &Pod,
+        _sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<String, RuntimeError> {
+        let mut st = self.lock();
+        st.next += 1;
+        let id = format!("{:016x}", st.next);
+        let behavior = st
+            .behaviors
+            .get(&config.image.image)
+            .cloned()
+            .unwrap_or_default();
+        st.containers.insert(
+            id.clone(),
+            FakeContainer {
+                info: ContainerInfo {
+                    id: id.clone(),
+                    pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    name: config.spec.name.clone(),
+                    attempt: config.attempt,
+                    image: config.image.image.clone(),
+                    image_id: config.image.image_id.clone(),
+                    state: ContainerState::Created,
+                    exit_code: None,
+                    reason: None,
+                    message: None,
+                    created_at: Timestamp::now(),
+                    started_at: None,
+                    finished_at: None,
+                },
+                behavior,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        c.info.state = ContainerState::Running;
+        c.info.started_at = Some(Timestamp::now());
+        let key = (c.info.pod_uid.clone(), c.info.name.clone());
+        *st.starts.entry(key).or_default() += 1;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        let c = st
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        let name = c.info.name.clone();
+        if c.info.state == ContainerState::Running || c.info.state == ContainerState::Created {
+            c.info.state = ContainerState::Exited;
+            c.info.exit_code = Some(137);
+            c.info.reason = Some("Error".into());
+            c.info.finished_at = Some(Timestamp::now());
+        }
+        st.stops.push((name, grace));
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.lock().containers.remove(id);
+        Ok(())
+    }
+
+    async fn list_containers(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        Ok(st
+            .containers
+            .values()
+            .filter(|c| pod_uid.is_none_or(|u| c.info.pod_uid == u))
+            .map(|c| c.info.clone())
+            .collect())
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &str,
+        _cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        let c = st
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        if c.info.state != ContainerState::Running {
+            return Err(RuntimeError::Other(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(ExecResult {
+            exit_code: c.behavior.exec_exit_code,
+            ..Default::default()
+        })
+    }
+}
