@@ -1,0 +1,656 @@
+//! Pod workers: one serialized task per pod UID driving the pod through the
+//! [`PodRuntime`]: sandbox, init containers in order, containers, restarts with
+//! back-off, image pulls, graceful termination. Each sync publishes the computed
+//! status to the shared [`StatusStore`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use controllers::events::{NORMAL, Recorder, WARNING};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Preconditions};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::{ContainerConfig, ContainerInfo, ContainerState, PodRuntime, RuntimeError};
+use crate::status::{self, Backoff, BackoffConfig, Waiting, WorkerView, instances};
+
+/// Latest computed status per pod UID, with the pod it was computed for.
+pub type StatusStore = Arc<Mutex<HashMap<String, (Pod, PodStatus)>>>;
+
+/// Shared by all workers.
+pub struct WorkerContext {
+    pub runtime: Arc<dyn PodRuntime>,
+    pub client: Option<kube::Client>,
+    pub recorder: Option<Recorder>,
+    pub backoff: BackoffConfig,
+    pub resync: Duration,
+    pub host_ip: String,
+    pub node_name: String,
+    pub statuses: StatusStore,
+}
+
+#[derive(Clone, Copy)]
+struct BackoffEntry {
+    backoff: Backoff,
+    last: Instant,
+}
+
+struct Worker {
+    ctx: Arc<WorkerContext>,
+    start_time: Option<Timestamp>,
+    waiting: HashMap<String, Waiting>,
+    backoffs: HashMap<String, BackoffEntry>,
+    previous: Option<PodStatus>,
+    deleted_in_api: bool,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn obj_ref(pod: &Pod, container: Option<&str>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+        ..Default::default()
+    }
+}
+
+impl Worker {
+    async fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        type_: &str,
+        reason: &str,
+        msg: String,
+    ) {
+        if let Some(r) = &self.ctx.recorder {
+            r.record(&obj_ref(pod, container), type_, reason, &msg)
+                .await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Pod, PodStatus)>> {
+        self.ctx.statuses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the back-off for `key` still holds; otherwise advance it.
+    fn in_backoff(&mut self, key: &str, ran: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        if let Some(e) = self.backoffs.get(key)
+            && now < e.last + e.backoff.delay
+        {
+            return Some(e.backoff.delay);
+        }
+        let e = self
+            .backoffs
+            .entry(key.to_string())
+            .or_insert(BackoffEntry {
+                backoff: Backoff::default(),
+                last: now,
+            });
+        e.backoff.next(&self.ctx.backoff, ran);
+        e.last = now;
+        None
+    }
+
+    fn env(&self, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for e in c.env.iter().flatten() {
+            let value = if let Some(v) = &e.value {
+                v.clone()
+            } else if let Some(f) = e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()) {
+                let m = &pod.metadata;
+                match f.field_path.as_str() {
+                    "metadata.name" => m.name.clone().unwrap_or_default(),
+                    "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+                    "metadata.uid" => m.uid.clone().unwrap_or_default(),
+                    "spec.nodeName" => self.ctx.node_name.clone(),
+                    "spec.serviceAccountName" => pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .unwrap_or_default(),
+                    "status.podIP" => pod_ip.to_string(),
+                    "status.hostIP" => self.ctx.host_ip.clone(),
+                    other => {
+                        if let Some(k) = other
+                            .strip_prefix("metadata.labels['")
+                            .and_then(|k| k.strip_suffix("']"))
+                        {
+                            m.labels
+                                .as_ref()
+                                .and_then(|l| l.get(k))
+                                .cloned()
+                                .unwrap_or_default()
+                        } else if let Some(k) = other
+                            .strip_prefix("metadata.annotations['")
+                            .and_then(|k| k.strip_suffix("']"))
+                        {
+                            m.annotations
+                                .as_ref()
+                                .and_then(|l| l.get(k))
+                                .cloned()
+                                .unwrap_or_default()
+                        } else {
+                            String::new()
+                        }
+                    }
+                }
+            } else {
+                String::new()
+            };
+            out.push((e.name.clone(), value));
+        }
+        out
+    }
+
+    /// Pull (per policy), create and start one container instance.
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        sandbox: &crate::runtime::SandboxInfo,
+        c: &Container,
+        attempt: u32,
+        init: bool,
+    ) {
+        let rt = self.ctx.runtime.clone();
+        let name = c.name.as_str();
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        let present = rt.image_status(&image).await.ok().flatten();
+        let image_info = match (policy.as_str(), present) {
+            ("Never", None) => {
+                let msg =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.event(pod, Some(name), WARNING, "ErrImageNeverPull", msg.clone())
+                    .await;
+                self.waiting.insert(
+                    name.into(),
+                    Waiting {
+                        reason: "ErrImageNeverPull".into(),
+                        message: Some(msg),
+                    },
+                );
+                return;
+            }
+            (p, Some(info)) if p != "Always" => {
+                self.event(
+                    pod,
+                    Some(name),
+                    NORMAL,
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                )
+                .await;
+                info
+            }
+            _ => {
+                let key = format!("pull/{name}");
+                if self.backoffs.contains_key(&key)
+                    && self.in_backoff(&key, Duration::ZERO).is_some()
+                {
+                    let msg = format!("Back-off pulling image \"{image}\"");
+                    self.event(pod, Some(name), NORMAL, "BackOff", msg.clone())
+                        .await;
+                    self.waiting.insert(
+                        name.into(),
+                        Waiting {
+                            reason: "ImagePullBackOff".into(),
+                            message: Some(msg),
+                        },
+                    );
+                    return;
+                }
+                self.event(
+                    pod,
+                    Some(name),
+                    NORMAL,
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                )
+                .await;
+                let started = std::time::Instant::now();
+                match rt.pull_image(&image, &[]).await {
+                    Ok(info) => {
+                        self.backoffs.remove(&key);
+                        let took = started.elapsed();
+                        self.event(pod, Some(name), NORMAL, "Pulled", format!(
+                            "Successfully pulled image \"{image}\" in {took:.3?} ({took:.3?} including waiting). Image size: {} bytes.",
+                            info.size)).await;
+                        info
+                    }
+                    Err(e) => {
+                        let detail = match &e {
+                            RuntimeError::Pull { message, .. } => message.clone(),
+                            other => other.to_string(),
+                        };
+                        self.event(
+                            pod,
+                            Some(name),
+                            WARNING,
+                            "Failed",
+                            format!("Failed to pull image \"{image}\": {detail}"),
+                        )
+                        .await;
+                        self.event(
+                            pod,
+                            Some(name),
+                            WARNING,
+                            "Failed",
+                            "Error: ErrImagePull".into(),
+                        )
+                        .await;
+                        if !self.backoffs.contains_key(&key) {
+                            self.in_backoff(&key, Duration::ZERO);
+                        }
+                        self.waiting.insert(
+                            name.into(),
+                            Waiting {
+                                reason: "ErrImagePull".into(),
+                                message: Some(detail),
+                            },
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        let pod_ip = sandbox
+            .pod_ips
+            .first()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        let config = ContainerConfig {
+            spec: c.clone(),
+            image: image_info,
+            env: self.env(pod, c, &pod_ip),
+            attempt,
+            init,
+        };
+        let id = match rt.create_container(pod, sandbox, &config).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.event(pod, Some(name), WARNING, "Failed", format!("Error: {e}"))
+                    .await;
+                self.waiting.insert(
+                    name.into(),
+                    Waiting {
+                        reason: "CreateContainerError".into(),
+                        message: Some(e.to_string()),
+                    },
+                );
+                return;
+            }
+        };
+        self.event(
+            pod,
+            Some(name),
+            NORMAL,
+            "Created",
+            format!("Created container: {name}"),
+        )
+        .await;
+        if let Err(e) = rt.start_container(&id).await {
+            self.event(pod, Some(name), WARNING, "Failed", format!("Error: {e}"))
+                .await;
+            self.waiting.insert(
+                name.into(),
+                Waiting {
+                    reason: "RunContainerError".into(),
+                    message: Some(e.to_string()),
+                },
+            );
+            return;
+        }
+        self.event(
+            pod,
+            Some(name),
+            NORMAL,
+            "Started",
+            format!("Started container {name}"),
+        )
+        .await;
+        self.waiting.remove(name);
+    }
+
+    /// Restart a failed container unless it is in back-off.
+    async fn restart(
+        &mut self,
+        pod: &Pod,
+        sandbox: &crate::runtime::SandboxInfo,
+        c: &Container,
+        latest: &ContainerInfo,
+        init: bool,
+    ) {
+        let ran = match (latest.started_at, latest.finished_at) {
+            (Some(s), Some(f)) => f.duration_since(s).try_into().unwrap_or(Duration::ZERO),
+            _ => Duration::ZERO,
+        };
+        if let Some(delay) = self.in_backoff(&c.name, ran) {
+            let msg = format!(
+                "back-off {} restarting failed container={} pod={}",
+                status::go_duration(delay),
+                c.name,
+                status::pod_desc(pod)
+            );
+            if self.waiting.get(&c.name).map(|w| w.reason.as_str()) != Some("CrashLoopBackOff") {
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}",
+                        c.name,
+                        status::pod_desc(pod)
+                    ),
+                )
+                .await;
+            }
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(msg),
+                },
+            );
+            return;
+        }
+        self.start(pod, sandbox, c, latest.attempt + 1, init).await;
+    }
+
+    async fn sync(&mut self, pod: &Pod) {
+        let rt = self.ctx.runtime.clone();
+        let pod_uid = uid(pod);
+        let Some(spec) = pod.spec.clone() else { return };
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let terminal = self
+            .previous
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let sandbox = match rt.ensure_sandbox(pod).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.event(
+                    pod,
+                    None,
+                    WARNING,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {e}"),
+                )
+                .await;
+                return;
+            }
+        };
+        self.start_time.get_or_insert_with(Timestamp::now);
+        let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
+        if !terminal {
+            let mut inits_done = true;
+            for c in spec.init_containers.iter().flatten() {
+                let (latest, _) = instances(&containers, &c.name);
+                match latest {
+                    None => {
+                        self.start(pod, &sandbox, c, 0, true).await;
+                        inits_done = false;
+                        break;
+                    }
+                    Some(l) if l.state != ContainerState::Exited => {
+                        inits_done = false;
+                        break;
+                    }
+                    Some(l) if l.exit_code == Some(0) => continue,
+                    Some(l) => {
+                        if policy != "Never" {
+                            let l = l.clone();
+                            self.restart(pod, &sandbox, c, &l, true).await;
+                        }
+                        inits_done = false;
+                        break;
+                    }
+                }
+            }
+            if inits_done {
+                for c in &spec.containers {
+                    let (latest, _) = instances(&containers, &c.name);
+                    match latest {
+                        None => self.start(pod, &sandbox, c, 0, false).await,
+                        Some(l) if l.state == ContainerState::Exited => {
+                            let code = l.exit_code.unwrap_or(0);
+                            let again = policy == "Always" || (policy == "OnFailure" && code != 0);
+                            if again {
+                                let l = l.clone();
+                                self.restart(pod, &sandbox, c, &l, false).await;
+                            } else {
+                                self.waiting.remove(&c.name);
+                            }
+                        }
+                        Some(_) => {
+                            self.waiting.remove(&c.name);
+                        }
+                    }
+                }
+            }
+        }
+        let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
+        self.gc(&containers).await;
+        self.publish(pod, &containers, &sandbox, true);
+    }
+
+    /// Keep only the latest and previous instance of each container.
+    async fn gc(&self, containers: &[ContainerInfo]) {
+        let mut by_name: HashMap<&str, Vec<&ContainerInfo>> = HashMap::new();
+        for c in containers {
+            by_name.entry(&c.name).or_default().push(c);
+        }
+        for (_, mut v) in by_name {
+            v.sort_by_key(|c| (c.attempt, c.created_at));
+            let n = v.len();
+            for old in v.into_iter().take(n.saturating_sub(2)) {
+                if old.state == ContainerState::Exited {
+                    let _ = self.ctx.runtime.remove_container(&old.id).await;
+                }
+            }
+        }
+    }
+
+    fn publish(
+        &mut self,
+        pod: &Pod,
+        containers: &[ContainerInfo],
+        sandbox: &crate::runtime::SandboxInfo,
+        sandbox_ready: bool,
+    ) {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let pod_ips = if host_network || sandbox.pod_ips.is_empty() {
+            vec![self.ctx.host_ip.clone()]
+        } else {
+            sandbox.pod_ips.iter().map(|i| i.to_string()).collect()
+        };
+        let view = WorkerView {
+            pod_ips,
+            host_ip: self.ctx.host_ip.clone(),
+            sandbox_ready,
+            start_time: self.start_time,
+            waiting: self.waiting.clone(),
+            ready: HashMap::new(),
+        };
+        let st = status::compute(
+            pod,
+            containers,
+            &view,
+            self.previous.as_ref(),
+            Timestamp::now(),
+        );
+        self.previous = Some(st.clone());
+        self.lock().insert(uid(pod), (pod.clone(), st));
+    }
+
+    /// Stop every container of the pod with the pod's grace period.
+    async fn kill(&mut self, pod: &Pod) {
+        let rt = self.ctx.runtime.clone();
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0) as u64;
+        let containers = rt
+            .list_containers(Some(&uid(pod)))
+            .await
+            .unwrap_or_default();
+        let mut stops = Vec::new();
+        for c in containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running || c.state == ContainerState::Created)
+        {
+            self.event(
+                pod,
+                Some(&c.name),
+                NORMAL,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            )
+            .await;
+            let rt = rt.clone();
+            let id = c.id.clone();
+            stops.push(async move { rt.stop_container(&id, Duration::from_secs(grace)).await });
+        }
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(pod = %status::pod_desc(pod), "stopping container: {e}");
+            }
+        }
+    }
+
+    /// Remove every trace of the pod from the node.
+    async fn remove(&mut self, pod: &Pod) {
+        self.kill(pod).await;
+        let rt = self.ctx.runtime.clone();
+        let pod_uid = uid(pod);
+        for c in rt.list_containers(Some(&pod_uid)).await.unwrap_or_default() {
+            let _ = rt.remove_container(&c.id).await;
+        }
+        if let Err(e) = rt.remove_sandbox(&pod_uid).await {
+            tracing::warn!(pod = %status::pod_desc(pod), "removing sandbox: {e}");
+        }
+        self.lock().remove(&pod_uid);
+    }
+
+    /// Deletion requested in the API: stop containers, then delete the pod object
+    /// for good (grace 0, uid precondition), as upstream's status manager does.
+    async fn terminate_api(&mut self, pod: &Pod) {
+        self.kill(pod).await;
+        let rt = self.ctx.runtime.clone();
+        let containers = rt
+            .list_containers(Some(&uid(pod)))
+            .await
+            .unwrap_or_default();
+        let sandbox = crate::runtime::SandboxInfo {
+            id: String::new(),
+            pod_ips: Vec::new(),
+        };
+        self.publish(pod, &containers, &sandbox, false);
+        if self.deleted_in_api {
+            return;
+        }
+        let Some(client) = &self.ctx.client else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(
+            client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+            .await
+        {
+            Ok(_) => self.deleted_in_api = true,
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
+                self.deleted_in_api = true
+            }
+            Err(e) => tracing::warn!(pod = %status::pod_desc(pod), "deleting pod: {e}"),
+        }
+    }
+}
+
+/// Drive one pod until its desired value becomes `None` (removed from every
+/// source) or `shutdown` (containers are then left running, as upstream).
+pub async fn run_worker(
+    ctx: Arc<WorkerContext>,
+    mut rx: watch::Receiver<Option<Pod>>,
+    shutdown: CancellationToken,
+) {
+    let mut w = Worker {
+        ctx: ctx.clone(),
+        start_time: None,
+        waiting: HashMap::new(),
+        backoffs: HashMap::new(),
+        previous: None,
+        deleted_in_api: false,
+    };
+    let mut last: Option<Pod> = None;
+    loop {
+        let desired = rx.borrow_and_update().clone();
+        match desired {
+            None => {
+                if let Some(p) = last.take() {
+                    w.remove(&p).await;
+                }
+                return;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                w.terminate_api(&pod).await;
+                last = Some(pod);
+            }
+            Some(pod) => {
+                w.sync(&pod).await;
+                last = Some(pod);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    if let Some(p) = last.take() {
+                        w.remove(&p).await;
+                    }
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(ctx.resync) => {}
+        }
+    }
+}

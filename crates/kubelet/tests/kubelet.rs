@@ -1,0 +1,480 @@
+//! End to end: the real API server in-process, the kubelet with the fake runtime
+//! against it (fast timings), through the admin kubeconfig the server writes.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use kubelet::config::{KubeletConfiguration, MergedConfig};
+use kubelet::runtime::{FakeBehavior, FakeRuntime};
+use kubelet::{BackoffConfig, KubeletRunConfig};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct Env {
+    client: Client,
+    shutdown: CancellationToken,
+    dir: tempfile::TempDir,
+    node: String,
+    runtime: FakeRuntime,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Env {
+    fn manifests(&self) -> std::path::PathBuf {
+        self.dir.path().join("manifests")
+    }
+}
+
+async fn start() -> Env {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shutdown = CancellationToken::new();
+    let running = apiserver::start(
+        apiserver::ServerConfig {
+            data_dir: dir.path().join("server"),
+            secure_port: 0,
+            bind_address: "127.0.0.1".into(),
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("start API server");
+    let kubeconfig = Kubeconfig::read_from(&running.kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    let client = Client::try_from(config).expect("kube client");
+    let node = format!(
+        "node-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifests dir");
+    let mut kc = KubeletConfiguration::parse(&format!(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+         staticPodPath: {}\nfileCheckFrequency: 1s\nnodeStatusUpdateFrequency: 500ms\n\
+         nodeLeaseDurationSeconds: 2\n",
+        manifests.display()
+    ))
+    .expect("config");
+    kc.register_with_taints = Vec::new();
+    let merged = MergedConfig {
+        kubelet: kc,
+        node_name: node.clone(),
+        kubeconfig: Some(running.kubeconfig.clone()),
+        root_dir: dir.path().join("kubelet"),
+        node_labels: [("zone".to_string(), "a".to_string())].into(),
+        node_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    };
+    let mut cfg = KubeletRunConfig::new(merged);
+    cfg.backoff = BackoffConfig {
+        initial: Duration::from_millis(300),
+        max: Duration::from_secs(2),
+        reset_after: Duration::from_secs(60),
+    };
+    cfg.pod_resync = Duration::from_millis(100);
+    cfg.api_sync = Duration::from_millis(100);
+    let runtime = FakeRuntime::new();
+    let rt: Arc<dyn kubelet::PodRuntime> = Arc::new(runtime.clone());
+    let token = shutdown.child_token();
+    tokio::spawn(async move {
+        if let Err(e) = kubelet::run(cfg, rt, token).await {
+            panic!("kubelet: {e}");
+        }
+    });
+    Env {
+        client,
+        shutdown,
+        dir,
+        node,
+        runtime,
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-hidden");
+    std::fs::write(&tmp, text).expect("write manifest");
+    std::fs::rename(&tmp, path).expect("rename manifest");
+}
+
+const STATIC: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: myapp-pod
+  labels:
+    app: myapp
+spec:
+  containers:
+    - name: nginx-container
+      image: nginx
+";
+
+fn phase(p: &Pod) -> Option<String> {
+    p.status.as_ref()?.phase.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_registers_becomes_ready_and_renews_lease() {
+    let env = start().await;
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let node = eventually("node Ready", || async {
+        let n = nodes.get_opt(&env.node).await.ok()??;
+        let ready = n
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(n)
+    })
+    .await;
+    let labels = node.labels();
+    assert_eq!(labels.get("kubernetes.io/hostname"), Some(&env.node));
+    assert_eq!(
+        labels.get("kubernetes.io/os").map(String::as_str),
+        Some("linux")
+    );
+    assert_eq!(labels.get("zone").map(String::as_str), Some("a"));
+    let status = node.status.expect("status");
+    let cap = status.capacity.expect("capacity");
+    assert_eq!(cap["pods"].0, "110");
+    assert!(cap.contains_key("cpu") && cap.contains_key("memory"));
+    let info = status.node_info.expect("nodeInfo");
+    assert!(info.container_runtime_version.starts_with("flotilla://"));
+    assert!(info.kubelet_version.starts_with("v1.33"));
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-node-lease");
+    let first = eventually("lease", || async {
+        leases.get_opt(&env.node).await.ok()??.spec?.renew_time
+    })
+    .await;
+    eventually("lease renewed", || async {
+        let t = leases.get_opt(&env.node).await.ok()??.spec?.renew_time?;
+        (t != first).then_some(())
+    })
+    .await;
+    // Deleting the Node: the kubelet registers it again.
+    let old_uid = nodes.get(&env.node).await.expect("node").uid();
+    nodes
+        .delete(&env.node, &DeleteParams::default())
+        .await
+        .expect("delete node");
+    eventually("node re-registered", || async {
+        let n = nodes.get_opt(&env.node).await.ok()??;
+        (n.uid() != old_uid).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pod_gets_a_mirror_that_comes_back_and_follows_the_file() {
+    let env = start().await;
+    let file = env.manifests().join("static.yaml");
+    write(&file, STATIC);
+    let name = format!("myapp-pod-{}", env.node);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let mirror = eventually("mirror pod Running", || async {
+        let p = pods.get_opt(&name).await.ok()??;
+        (phase(&p).as_deref() == Some("Running")).then_some(p)
+    })
+    .await;
+    let ann = mirror.annotations();
+    let hash = ann
+        .get("kubernetes.io/config.mirror")
+        .expect("mirror annotation")
+        .clone();
+    assert_eq!(ann.get("kubernetes.io/config.hash"), Some(&hash));
+    assert_eq!(
+        ann.get("kubernetes.io/config.source").map(String::as_str),
+        Some("file")
+    );
+    let owner = &mirror.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Node", env.node.as_str())
+    );
+    assert_eq!(owner.controller, Some(true));
+    let st = mirror.status.clone().expect("status");
+    assert_eq!(
+        st.pod_ip.as_deref().map(|s| s.starts_with("10.88.")),
+        Some(true)
+    );
+    let cs = &st.container_statuses.expect("container statuses")[0];
+    assert!(cs.ready);
+    assert!(
+        cs.container_id
+            .as_deref()
+            .is_some_and(|i| i.starts_with("flotilla://"))
+    );
+    assert_eq!(env.runtime.starts(&hash, "nginx-container"), 1);
+
+    // kubectl delete of the mirror: it comes back, the container is untouched.
+    pods.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete mirror");
+    let old_uid = mirror.uid();
+    eventually("mirror re-created and Running", || async {
+        let p = pods.get_opt(&name).await.ok()??;
+        (p.uid() != old_uid && phase(&p).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.runtime.starts(&hash, "nginx-container"),
+        1,
+        "no restart"
+    );
+
+    // Editing the file: a new pod (new hash) replaces the old one.
+    write(
+        &file,
+        &STATIC.replace("image: nginx\n", "image: nginx:1.25\n"),
+    );
+    let new_hash = eventually("mirror with new hash", || async {
+        let p = pods.get_opt(&name).await.ok()??;
+        let h = p.annotations().get("kubernetes.io/config.mirror")?.clone();
+        (h != hash && phase(&p).as_deref() == Some("Running")).then_some(h)
+    })
+    .await;
+    assert_eq!(env.runtime.starts(&new_hash, "nginx-container"), 1);
+    eventually("old containers gone", || async {
+        (!env.runtime.sandboxes().contains(&hash)).then_some(())
+    })
+    .await;
+
+    // Deleting the file removes the mirror and the containers.
+    std::fs::remove_file(&file).expect("remove manifest");
+    eventually("mirror deleted", || async {
+        pods.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("containers removed", || async {
+        env.runtime.running().is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_are_skipped_with_an_event() {
+    let env = start().await;
+    write(
+        &env.manifests().join("deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+    );
+    write(&env.manifests().join("ok.yaml"), STATIC);
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let name = format!("myapp-pod-{}", env.node);
+    eventually("good static pod mirrored", || async {
+        pods.get_opt(&name).await.ok()?.map(|_| ())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    eventually("skip event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("StaticPodSkipped")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("Deployment"))
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+async fn create_pod(env: &Env, name: &str, image: &str, policy: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": env.node, "restartPolicy": policy,
+                 "terminationGracePeriodSeconds": 3,
+                 "containers": [{"name": "main", "image": image,
+                    "env": [{"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_pod_runs_reports_status_and_is_deleted_gracefully() {
+    let env = start().await;
+    let pod = create_pod(&env, "web", "busybox:1.36", "Always").await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let running = eventually("pod Running and Ready", || async {
+        let p = pods.get_opt("web").await.ok()??;
+        let st = p.status.clone()?;
+        let ready = st
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (st.phase.as_deref() == Some("Running") && ready).then_some(p)
+    })
+    .await;
+    let st = running.status.expect("status");
+    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+    assert!(st.pod_ip.is_some() && st.start_time.is_some());
+    let types: Vec<String> = st
+        .conditions
+        .expect("conds")
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    for t in [
+        "PodScheduled",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+        "PodReadyToStartContainers",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} missing: {types:?}");
+    }
+    let cs = &st.container_statuses.expect("cs")[0];
+    assert!(cs.image_id.contains("busybox"));
+    assert_eq!(cs.started, Some(true));
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    eventually("Pulling/Pulled/Created/Started events", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let reasons: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.involved_object.uid == pod.metadata.uid)
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        ["Pulling", "Pulled", "Created", "Started"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+            .then_some(())
+    })
+    .await;
+    // Graceful delete: the kubelet stops the container with the pod's grace period
+    // and then removes the API object.
+    pods.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("pod object gone", || async {
+        pods.get_opt("web").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        env.runtime
+            .stops()
+            .iter()
+            .any(|(n, g)| n == "main" && *g == Duration::from_secs(3)),
+        "{:?}",
+        env.runtime.stops()
+    );
+    eventually("sandbox removed", || async {
+        env.runtime.sandboxes().is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_container_goes_into_crash_loop_back_off() {
+    let env = start().await;
+    env.runtime.set_behavior(
+        "crasher:1",
+        FakeBehavior {
+            exit_after: Some(Duration::from_millis(100)),
+            exit_code: 2,
+            ..Default::default()
+        },
+    );
+    create_pod(&env, "crasher", "crasher:1", "Always").await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let msg = eventually("CrashLoopBackOff with restarts", || async {
+        let p = pods.get_opt("crasher").await.ok()??;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        let w = cs.state?.waiting?;
+        let term = cs.last_state?.terminated?;
+        (w.reason.as_deref() == Some("CrashLoopBackOff")
+            && cs.restart_count >= 2
+            && term.exit_code == 2)
+            .then_some(w.message.unwrap_or_default())
+    })
+    .await;
+    assert!(msg.starts_with("back-off "), "{msg}");
+    assert!(
+        msg.contains("restarting failed container=main pod=crasher_default("),
+        "{msg}"
+    );
+    let later = eventually("restart count grows", || async {
+        let p = pods.get_opt("crasher").await.ok()??;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        (cs.restart_count >= 4).then_some(cs.restart_count)
+    })
+    .await;
+    assert!(later >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_failure_shows_err_image_pull_then_back_off() {
+    let env = start().await;
+    env.runtime.set_behavior(
+        "missing:1",
+        FakeBehavior {
+            pull_error: Some("manifest unknown".into()),
+            ..Default::default()
+        },
+    );
+    create_pod(&env, "nopull", "missing:1", "Always").await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    eventually("ErrImagePull and ImagePullBackOff", || {
+        let pods = pods.clone();
+        let seen = seen.clone();
+        async move {
+            let p = pods.get_opt("nopull").await.ok()??;
+            let cs = p.status?.container_statuses?.into_iter().next()?;
+            let r = cs.state?.waiting?.reason?;
+            let mut seen = seen.lock().ok()?;
+            seen.insert(r);
+            (seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff")).then_some(())
+        }
+    })
+    .await;
+}
