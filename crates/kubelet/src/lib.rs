@@ -10,6 +10,7 @@
 pub mod config;
 pub mod mirror;
 pub mod node;
+pub mod probe;
 pub mod runtime;
 pub mod sources;
 pub mod status;

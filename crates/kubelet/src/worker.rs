@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::probe::{self, ProbeState};
 use crate::runtime::{ContainerConfig, ContainerInfo, ContainerState, PodRuntime, RuntimeError};
 use crate::status::{self, Backoff, BackoffConfig, Waiting, WorkerView, instances};
 
@@ -46,6 +47,11 @@ struct Worker {
     backoffs: HashMap<String, BackoffEntry>,
     previous: Option<PodStatus>,
     deleted_in_api: bool,
+    /// (kind, container name) → probe state and when that instance was first seen
+    /// running.
+    probes: HashMap<(&'static str, String), (ProbeState, Instant)>,
+    /// Readiness verdicts by container name.
+    ready: HashMap<String, bool>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -449,8 +455,89 @@ impl Worker {
             }
         }
         let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
+        if !terminal {
+            let pod_ip = sandbox
+                .pod_ips
+                .first()
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| self.ctx.host_ip.clone());
+            self.probe(pod, &spec.containers, &containers, &pod_ip)
+                .await;
+        }
+        let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
         self.gc(&containers).await;
         self.publish(pod, &containers, &sandbox, true);
+    }
+
+    /// Run due readiness and liveness probes of running containers; a liveness
+    /// failure stops the container (the restart policy then restarts it).
+    async fn probe(
+        &mut self,
+        pod: &Pod,
+        specs: &[Container],
+        containers: &[ContainerInfo],
+        pod_ip: &str,
+    ) {
+        let now = Instant::now();
+        let rt = self.ctx.runtime.clone();
+        for c in specs {
+            let (latest, _) = instances(containers, &c.name);
+            let Some(l) = latest.filter(|l| l.state == ContainerState::Running) else {
+                self.ready.remove(&c.name);
+                continue;
+            };
+            for (kind, p) in [
+                ("Readiness", &c.readiness_probe),
+                ("Liveness", &c.liveness_probe),
+            ] {
+                let Some(p) = p else { continue };
+                let key = (kind, c.name.clone());
+                let (mut st, started) = match self.probes.get(&key) {
+                    Some((st, t)) if st.container_id == l.id => (st.clone(), *t),
+                    _ => (ProbeState::new(&l.id, kind == "Liveness"), now),
+                };
+                if st.due(p, started, now) {
+                    let result = probe::run(p, c, &l.id, pod_ip, rt.as_ref()).await;
+                    let ok = st.record(p, result.is_ok(), now);
+                    if let Err(e) = &result {
+                        self.event(
+                            pod,
+                            Some(&c.name),
+                            WARNING,
+                            "Unhealthy",
+                            format!("{kind} probe failed: {e}"),
+                        )
+                        .await;
+                    }
+                    if kind == "Liveness" && !ok {
+                        self.event(
+                            pod,
+                            Some(&c.name),
+                            NORMAL,
+                            "Killing",
+                            format!(
+                                "Container {} failed liveness probe, will be restarted",
+                                c.name
+                            ),
+                        )
+                        .await;
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30)
+                            .max(0) as u64;
+                        if let Err(e) = rt.stop_container(&l.id, Duration::from_secs(grace)).await {
+                            tracing::warn!("stopping unhealthy container: {e}");
+                        }
+                    }
+                }
+                if kind == "Readiness" {
+                    self.ready.insert(c.name.clone(), st.ok);
+                }
+                self.probes.insert(key, (st, started));
+            }
+        }
     }
 
     /// Keep only the latest and previous instance of each container.
@@ -493,7 +580,7 @@ impl Worker {
             sandbox_ready,
             start_time: self.start_time,
             waiting: self.waiting.clone(),
-            ready: HashMap::new(),
+            ready: self.ready.clone(),
         };
         let st = status::compute(
             pod,
@@ -620,6 +707,8 @@ pub async fn run_worker(
         backoffs: HashMap::new(),
         previous: None,
         deleted_in_api: false,
+        probes: HashMap::new(),
+        ready: HashMap::new(),
     };
     let mut last: Option<Pod> = None;
     loop {

@@ -478,3 +478,100 @@ async fn pull_failure_shows_err_image_pull_then_back_off() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_drive_readiness_and_liveness_restarts() {
+    let env = start().await;
+    // exec probes in containers of this image fail.
+    env.runtime.set_behavior(
+        "sick:1",
+        FakeBehavior {
+            exec_exit_code: 1,
+            ..Default::default()
+        },
+    );
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let mk = |name: &str, probe: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": env.node, "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": "sick:1",
+                    probe: {"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 1}}]}
+        }))
+        .expect("pod")
+    };
+    pods.create(&PostParams::default(), &mk("unready", "readinessProbe"))
+        .await
+        .expect("create");
+    pods.create(&PostParams::default(), &mk("unlive", "livenessProbe"))
+        .await
+        .expect("create");
+    eventually("running but not Ready", || async {
+        let p = pods.get_opt("unready").await.ok()??;
+        let st = p.status?;
+        let ready = st
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "ContainersReady")?;
+        (st.phase.as_deref() == Some("Running")
+            && ready.status == "False"
+            && ready.reason.as_deref() == Some("ContainersNotReady"))
+        .then_some(())
+    })
+    .await;
+    eventually("liveness restarts", || async {
+        let p = pods.get_opt("unlive").await.ok()??;
+        let cs = p.status?.container_statuses?.into_iter().next()?;
+        (cs.restart_count >= 1).then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    eventually("Unhealthy event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Unhealthy")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("Liveness probe failed"))
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_kubelet_runs_static_pods_without_api_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("mkdir");
+    write(&manifests.join("static.yaml"), STATIC);
+    let flags = kubelet::KubeletFlags {
+        pod_manifest_path: Some(manifests.clone()),
+        node_name: Some("lonely".into()),
+        root_dir: dir.path().join("kubelet"),
+        node_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ..Default::default()
+    };
+    let mut cfg = KubeletRunConfig::from_flags(&flags).expect("config");
+    cfg.pod_resync = Duration::from_millis(100);
+    let runtime = FakeRuntime::new();
+    let rt: Arc<dyn kubelet::PodRuntime> = Arc::new(runtime.clone());
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    tokio::spawn(kubelet::run(cfg, rt, shutdown.clone()));
+    eventually("static container running", || async {
+        runtime
+            .running()
+            .iter()
+            .any(|c| c.name == "nginx-container")
+            .then_some(())
+    })
+    .await;
+    std::fs::remove_file(manifests.join("static.yaml")).expect("rm");
+    eventually("static container removed", || async {
+        runtime.running().is_empty().then_some(())
+    })
+    .await;
+}
