@@ -165,6 +165,8 @@ struct FakeState {
     /// (pod uid, container name) → number of starts.
     starts: HashMap<(String, String), u32>,
     pulls: u32,
+    /// (pod uid, container name) → environment of the last created instance.
+    envs: HashMap<(String, String), Vec<(String, String)>>,
     stops: Vec<(String, Duration)>,
 }
 
@@ -207,6 +209,14 @@ impl FakeRuntime {
             .filter(|((_, n), _)| n == name)
             .map(|(_, c)| *c)
             .sum()
+    }
+
+    /// Environment given to the last instance of container `name` of pod `uid`.
+    pub fn env(&self, pod_uid: &str, name: &str) -> Option<Vec<(String, String)>> {
+        self.lock()
+            .envs
+            .get(&(pod_uid.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Number of image pulls performed.
@@ -333,6 +343,13 @@ impl PodRuntime for FakeRuntime {
             .get(&config.image.image)
             .cloned()
             .unwrap_or_default();
+        st.envs.insert(
+            (
+                pod.metadata.uid.clone().unwrap_or_default(),
+                config.spec.name.clone(),
+            ),
+            config.env.clone(),
+        );
         st.containers.insert(
             id.clone(),
             FakeContainer {

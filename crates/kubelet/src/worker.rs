@@ -109,55 +109,169 @@ impl Worker {
         None
     }
 
-    fn env(&self, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+    /// Resolve the container's environment: `envFrom` (config maps, secrets), then
+    /// `env` (values, downward API fieldRef/resourceFieldRef, config map and secret
+    /// keys). A missing non-optional source is an error (CreateContainerConfigError).
+    async fn env(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        pod_ip: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let mut out: Vec<(String, String)> = Vec::new();
+        for from in c.env_from.iter().flatten() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            if let Some(r) = &from.config_map_ref {
+                match self.config_map(&ns, &r.name).await? {
+                    Some(data) => {
+                        out.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)))
+                    }
+                    None if r.optional == Some(true) => {}
+                    None => return Err(format!("configmap \"{}\" not found", r.name)),
+                }
+            }
+            if let Some(r) = &from.secret_ref {
+                match self.secret(&ns, &r.name).await? {
+                    Some(data) => {
+                        out.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)))
+                    }
+                    None if r.optional == Some(true) => {}
+                    None => return Err(format!("secret \"{}\" not found", r.name)),
+                }
+            }
+        }
         for e in c.env.iter().flatten() {
+            let from = e.value_from.as_ref();
             let value = if let Some(v) = &e.value {
                 v.clone()
-            } else if let Some(f) = e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()) {
-                let m = &pod.metadata;
-                match f.field_path.as_str() {
-                    "metadata.name" => m.name.clone().unwrap_or_default(),
-                    "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
-                    "metadata.uid" => m.uid.clone().unwrap_or_default(),
-                    "spec.nodeName" => self.ctx.node_name.clone(),
-                    "spec.serviceAccountName" => pod
+            } else if let Some(f) = from.and_then(|v| v.field_ref.as_ref()) {
+                self.field(pod, &f.field_path, pod_ip)
+            } else if let Some(r) = from.and_then(|v| v.resource_field_ref.as_ref()) {
+                let target = match &r.container_name {
+                    Some(n) if !n.is_empty() => pod
                         .spec
                         .as_ref()
-                        .and_then(|s| s.service_account_name.clone())
-                        .unwrap_or_default(),
-                    "status.podIP" => pod_ip.to_string(),
-                    "status.hostIP" => self.ctx.host_ip.clone(),
-                    other => {
-                        if let Some(k) = other
-                            .strip_prefix("metadata.labels['")
-                            .and_then(|k| k.strip_suffix("']"))
-                        {
-                            m.labels
-                                .as_ref()
-                                .and_then(|l| l.get(k))
-                                .cloned()
-                                .unwrap_or_default()
-                        } else if let Some(k) = other
-                            .strip_prefix("metadata.annotations['")
-                            .and_then(|k| k.strip_suffix("']"))
-                        {
-                            m.annotations
-                                .as_ref()
-                                .and_then(|l| l.get(k))
-                                .cloned()
-                                .unwrap_or_default()
-                        } else {
-                            String::new()
-                        }
+                        .and_then(|s| s.containers.iter().find(|x| &x.name == n))
+                        .unwrap_or(c),
+                    _ => c,
+                };
+                resource_value(
+                    target,
+                    &r.resource,
+                    r.divisor.as_ref().map(|d| d.0.as_str()),
+                )?
+            } else if let Some(k) = from.and_then(|v| v.config_map_key_ref.as_ref()) {
+                match self
+                    .config_map(&ns, &k.name)
+                    .await?
+                    .and_then(|d| d.get(&k.key).cloned())
+                {
+                    Some(v) => v,
+                    None if k.optional == Some(true) => continue,
+                    None => {
+                        return Err(format!(
+                            "couldn't find key {} in ConfigMap {ns}/{}",
+                            k.key, k.name
+                        ));
+                    }
+                }
+            } else if let Some(k) = from.and_then(|v| v.secret_key_ref.as_ref()) {
+                match self
+                    .secret(&ns, &k.name)
+                    .await?
+                    .and_then(|d| d.get(&k.key).cloned())
+                {
+                    Some(v) => v,
+                    None if k.optional == Some(true) => continue,
+                    None => {
+                        return Err(format!(
+                            "couldn't find key {} in Secret {ns}/{}",
+                            k.key, k.name
+                        ));
                     }
                 }
             } else {
                 String::new()
             };
+            out.retain(|(n, _)| n != &e.name);
             out.push((e.name.clone(), value));
         }
-        out
+        Ok(out)
+    }
+
+    async fn config_map(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+        let Some(client) = &self.ctx.client else {
+            return Ok(None);
+        };
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+        match api.get_opt(name).await {
+            Ok(cm) => Ok(cm.map(|cm| cm.data.unwrap_or_default())),
+            Err(e) => Err(format!("reading configmap {ns}/{name}: {e}")),
+        }
+    }
+
+    async fn secret(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, String> {
+        let Some(client) = &self.ctx.client else {
+            return Ok(None);
+        };
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+        match api.get_opt(name).await {
+            Ok(s) => Ok(s.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect()
+            })),
+            Err(e) => Err(format!("reading secret {ns}/{name}: {e}")),
+        }
+    }
+
+    fn field(&self, pod: &Pod, path: &str, pod_ip: &str) -> String {
+        let m = &pod.metadata;
+        match path {
+            "metadata.name" => m.name.clone().unwrap_or_default(),
+            "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+            "metadata.uid" => m.uid.clone().unwrap_or_default(),
+            "spec.nodeName" => self.ctx.node_name.clone(),
+            "spec.serviceAccountName" => pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_default(),
+            "status.podIP" | "status.podIPs" => pod_ip.to_string(),
+            "status.hostIP" | "status.hostIPs" => self.ctx.host_ip.clone(),
+            other => {
+                let lookup =
+                    |prefix: &str, map: &Option<std::collections::BTreeMap<String, String>>| {
+                        other
+                            .strip_prefix(prefix)
+                            .and_then(|k| k.strip_suffix("']"))
+                            .map(|k| {
+                                map.as_ref()
+                                    .and_then(|l| l.get(k))
+                                    .cloned()
+                                    .unwrap_or_default()
+                            })
+                    };
+                lookup("metadata.labels['", &m.labels)
+                    .or_else(|| lookup("metadata.annotations['", &m.annotations))
+                    .unwrap_or_default()
+            }
+        }
     }
 
     /// Pull (per policy), create and start one container instance.
@@ -279,10 +393,25 @@ impl Worker {
             .first()
             .map(|i| i.to_string())
             .unwrap_or_default();
+        let env = match self.env(pod, c, &pod_ip).await {
+            Ok(env) => env,
+            Err(msg) => {
+                self.event(pod, Some(name), WARNING, "Failed", format!("Error: {msg}"))
+                    .await;
+                self.waiting.insert(
+                    name.into(),
+                    Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: Some(msg),
+                    },
+                );
+                return;
+            }
+        };
         let config = ContainerConfig {
             spec: c.clone(),
             image: image_info,
-            env: self.env(pod, c, &pod_ip),
+            env,
             attempt,
             init,
         };
@@ -741,5 +870,64 @@ pub async fn run_worker(
             }
             _ = tokio::time::sleep(ctx.resync) => {}
         }
+    }
+}
+
+/// A `resourceFieldRef` value: the container's limit (or request) of `resource`
+/// divided by `divisor`, rounded up, as upstream. An unset limit reports 0 here
+/// (upstream reports node allocatable, which the worker does not know).
+pub fn resource_value(
+    c: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+) -> Result<String, String> {
+    use api::quantity::Quantity;
+    let (kind, res) = resource
+        .split_once('.')
+        .ok_or_else(|| format!("unsupported resource {resource:?}"))?;
+    let r = c.resources.as_ref();
+    let list = match kind {
+        "limits" => r.and_then(|r| r.limits.as_ref()),
+        "requests" => r.and_then(|r| r.requests.as_ref()),
+        _ => return Err(format!("unsupported resource {resource:?}")),
+    };
+    let q = match list.and_then(|l| l.get(res)) {
+        Some(q) => Quantity::parse(&q.0).map_err(|e| format!("{resource}: {e}"))?,
+        None => Quantity::zero(),
+    };
+    let d = Quantity::parse(divisor.filter(|d| !d.is_empty()).unwrap_or("1"))
+        .map_err(|e| format!("divisor: {e}"))?;
+    let (num, den) = (q.milli_value(), d.milli_value());
+    if den <= 0 {
+        return Err("divisor must be positive".into());
+    }
+    Ok(((num + den - 1) / den).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_field_ref_values() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}
+        }))
+        .expect("container");
+        assert_eq!(resource_value(&c, "limits.cpu", None).as_deref(), Ok("1"));
+        assert_eq!(
+            resource_value(&c, "limits.cpu", Some("1m")).as_deref(),
+            Ok("500")
+        );
+        assert_eq!(
+            resource_value(&c, "limits.memory", Some("1Mi")).as_deref(),
+            Ok("64")
+        );
+        assert_eq!(
+            resource_value(&c, "limits.memory", None).as_deref(),
+            Ok("67108864")
+        );
+        assert_eq!(resource_value(&c, "requests.cpu", None).as_deref(), Ok("0"));
+        assert!(resource_value(&c, "bogus", None).is_err());
     }
 }

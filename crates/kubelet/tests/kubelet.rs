@@ -575,3 +575,74 @@ async fn standalone_kubelet_runs_static_pods_without_api_server() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_from_downward_api_config_maps_and_secrets() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let env = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "settings"}, "data": {"COLOR": "blue", "SIZE": "9"}}))
+    .expect("cm");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create cm");
+    let sec: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "creds"}, "stringData": {"password": "hunter2"}}))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &sec)
+        .await
+        .expect("create secret");
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let mk = |name: &str, cm_name: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"tier": "web"}},
+            "spec": {"nodeName": env.node, "containers": [{"name": "main", "image": "app:1",
+                "resources": {"limits": {"memory": "64Mi"}},
+                "envFrom": [{"configMapRef": {"name": cm_name}, "prefix": "CFG_"}],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "TIER", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['tier']"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "COLOR"}}}
+                ]}]}
+        }))
+        .expect("pod")
+    };
+    let created = pods
+        .create(&PostParams::default(), &mk("envy", "settings"))
+        .await
+        .expect("create");
+    let uid = created.uid().expect("uid");
+    let got = eventually("container env", || async { env.runtime.env(&uid, "main") }).await;
+    let get = |k: &str| got.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("POD_NAME"), Some("envy"));
+    assert_eq!(get("TIER"), Some("web"));
+    assert_eq!(get("NODE"), Some(env.node.as_str()));
+    assert_eq!(get("MEM"), Some("64"));
+    assert_eq!(get("PASSWORD"), Some("hunter2"));
+    assert_eq!(get("COLOR"), Some("blue"));
+    assert_eq!(get("CFG_SIZE"), Some("9"));
+    // A missing config map blocks the container with CreateContainerConfigError.
+    pods.create(&PostParams::default(), &mk("lost", "nope"))
+        .await
+        .expect("create");
+    eventually("CreateContainerConfigError", || async {
+        let p = pods.get_opt("lost").await.ok()??;
+        let w = p
+            .status?
+            .container_statuses?
+            .into_iter()
+            .next()?
+            .state?
+            .waiting?;
+        (w.reason.as_deref() == Some("CreateContainerConfigError")
+            && w.message.as_deref() == Some("configmap \"nope\" not found"))
+        .then_some(())
+    })
+    .await;
+}
