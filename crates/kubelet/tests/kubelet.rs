@@ -646,3 +646,83 @@ async fn env_from_downward_api_config_maps_and_secrets() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pods_run_before_the_api_server_and_mirror_once_it_is_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let cfg_for = |port: u16| apiserver::ServerConfig {
+        data_dir: data.clone(),
+        secure_port: port,
+        bind_address: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    // A first server only produces the PKI and an admin kubeconfig, then stops.
+    let first = CancellationToken::new();
+    let store = store::MemoryStore::new().expect("memory store");
+    let running = apiserver::start_with_store(cfg_for(0), store, first.clone())
+        .await
+        .expect("first server");
+    let old_url = format!("https://127.0.0.1:{}", running.addr.port());
+    first.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let text = std::fs::read_to_string(data.join("admin.kubeconfig")).expect("kubeconfig");
+    let kubeconfig = dir.path().join("kubelet.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        text.replace(&old_url, &format!("https://127.0.0.1:{port}")),
+    )
+    .expect("write kubeconfig");
+
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("mkdir");
+    write(&manifests.join("static.yaml"), STATIC);
+    let flags = kubelet::KubeletFlags {
+        pod_manifest_path: Some(manifests.clone()),
+        node_name: Some("early".into()),
+        kubeconfig: Some(kubeconfig),
+        root_dir: dir.path().join("kubelet"),
+        node_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ..Default::default()
+    };
+    let mut cfg = KubeletRunConfig::from_flags(&flags).expect("config");
+    cfg.pod_resync = Duration::from_millis(100);
+    cfg.api_sync = Duration::from_millis(100);
+    let runtime = FakeRuntime::new();
+    let rt: Arc<dyn kubelet::PodRuntime> = Arc::new(runtime.clone());
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    tokio::spawn(kubelet::run(cfg, rt, shutdown.clone()));
+    eventually("static container running with the API down", || async {
+        runtime
+            .running()
+            .iter()
+            .any(|c| c.name == "nginx-container")
+            .then_some(())
+    })
+    .await;
+
+    // The API server comes up: node and mirror pod appear, no restart.
+    let store = store::MemoryStore::new().expect("memory store");
+    let running = apiserver::start_with_store(cfg_for(port), store, shutdown.clone())
+        .await
+        .expect("second server");
+    let kc = Kubeconfig::read_from(&running.kubeconfig).expect("kubeconfig");
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("config"),
+    )
+    .expect("client");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eventually("mirror pod Running", || async {
+        let p = pods.get_opt("myapp-pod-early").await.ok()??;
+        (phase(&p).as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    assert_eq!(runtime.total_starts("nginx-container"), 1);
+}
