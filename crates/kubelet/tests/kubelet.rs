@@ -726,3 +726,60 @@ async fn static_pods_run_before_the_api_server_and_mirror_once_it_is_up() {
     .await;
     assert_eq!(runtime.total_starts("nginx-container"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_and_never_policy_completes() {
+    let env = start().await;
+    for image in ["init:1", "job:1"] {
+        env.runtime.set_behavior(
+            image,
+            FakeBehavior {
+                exit_after: Some(Duration::from_millis(200)),
+                exit_code: 0,
+                ..Default::default()
+            },
+        );
+    }
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "job"},
+        "spec": {"nodeName": env.node, "restartPolicy": "Never",
+            "initContainers": [{"name": "first", "image": "init:1"}, {"name": "second", "image": "init:1"}],
+            "containers": [{"name": "work", "image": "job:1"}]}
+    }))
+    .expect("pod");
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create");
+    let uid = created.uid().expect("uid");
+    // While the first init container runs, the second has not started.
+    eventually("first init started", || async {
+        (env.runtime.starts(&uid, "first") == 1).then_some(())
+    })
+    .await;
+    assert_eq!(env.runtime.starts(&uid, "second"), 0);
+    assert_eq!(env.runtime.starts(&uid, "work"), 0);
+    let done = eventually("pod Succeeded", || async {
+        let p = pods.get_opt("job").await.ok()??;
+        (phase(&p).as_deref() == Some("Succeeded")).then_some(p)
+    })
+    .await;
+    let st = done.status.expect("status");
+    for s in st.init_container_statuses.expect("init statuses") {
+        let t = s.state.and_then(|s| s.terminated).expect("terminated");
+        assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    }
+    let work = &st.container_statuses.expect("statuses")[0];
+    assert!(
+        work.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some()
+    );
+    assert_eq!(work.restart_count, 0);
+    // Never restarted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.runtime.starts(&uid, "work"), 1);
+    assert_eq!(env.runtime.starts(&uid, "first"), 1);
+}
