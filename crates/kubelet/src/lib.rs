@@ -186,7 +186,8 @@ pub async fn run_with_client(
                     let node_ref = ObjectReference {
                         kind: Some("Node".into()),
                         name: Some(node_name.clone()),
-                        uid: Some(node_name.clone()),
+                        api_version: Some("v1".into()),
+                        uid: handle.uid(),
                         namespace: Some("default".into()),
                         ..Default::default()
                     };
