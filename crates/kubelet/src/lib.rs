@@ -8,10 +8,12 @@
 //! the binary connects them.
 
 pub mod config;
+pub mod logs;
 pub mod mirror;
 pub mod node;
 pub mod probe;
 pub mod runtime;
+pub mod server;
 pub mod sources;
 pub mod status;
 pub mod worker;
@@ -51,6 +53,21 @@ pub struct KubeletRunConfig {
     pub pod_resync: Duration,
     /// How often statuses are flushed to the API and mirror pods reconciled.
     pub api_sync: Duration,
+    /// Whether and where the kubelet's servers listen.
+    pub listen: Listen,
+}
+
+/// Where the kubelet's HTTPS server (`address:port`) and plain healthz server
+/// (`healthzBindAddress:healthzPort`, `healthzPort: 0` disables it) listen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// As configured (the default).
+    Config,
+    /// No servers (the Node then reports kubelet port 0).
+    Disabled,
+    /// The configured addresses with ports picked by the system (tests); the Node
+    /// reports the port actually bound.
+    Ephemeral,
 }
 
 impl KubeletRunConfig {
@@ -61,6 +78,7 @@ impl KubeletRunConfig {
             backoff: BackoffConfig::default(),
             pod_resync: Duration::from_secs(1),
             api_sync: Duration::from_millis(500),
+            listen: Listen::Config,
         }
     }
 
@@ -112,6 +130,16 @@ pub async fn run_with_client(
     let handle = node::NodeHandle::default();
     let (tx, mut rx) = mpsc::channel::<sources::SourceUpdate>(16);
     let mut tasks = tokio::task::JoinSet::new();
+    let statuses: worker::StatusStore = Arc::new(Mutex::new(HashMap::new()));
+    let port = match start_servers(&cfg, &runtime, &statuses, node_ip, &shutdown).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Upstream exits; we keep running the pods but say loudly why logs and
+            // exec will not work.
+            tracing::error!("kubelet server not started: {e}");
+            0
+        }
+    };
     if !k.static_pod_path.is_empty() {
         tasks.spawn(sources::run_file_source(
             PathBuf::from(&k.static_pod_path),
@@ -133,7 +161,7 @@ pub async fn run_with_client(
                 taints: k.register_with_taints.clone(),
                 root_dir: mc.root_dir.clone(),
                 max_pods: k.max_pods,
-                port: k.port,
+                port,
                 pod_cidr: k.pod_cidr.clone(),
                 eviction_hard: k.eviction_hard.clone().unwrap_or_default(),
                 runtime_version: runtime.version(),
@@ -156,7 +184,6 @@ pub async fn run_with_client(
         ));
     }
     drop(tx);
-    let statuses: worker::StatusStore = Arc::new(Mutex::new(HashMap::new()));
     let ctx = Arc::new(worker::WorkerContext {
         runtime,
         client: client.clone(),
@@ -212,6 +239,59 @@ pub async fn run_with_client(
         drop(tx);
         join.abort();
     }
+}
+
+/// Start the HTTPS and healthz servers per `cfg.listen`; returns the HTTPS port to
+/// report on the Node (0 when disabled).
+async fn start_servers(
+    cfg: &KubeletRunConfig,
+    runtime: &Arc<dyn PodRuntime>,
+    statuses: &worker::StatusStore,
+    node_ip: IpAddr,
+    shutdown: &CancellationToken,
+) -> Result<i32, server::ServerError> {
+    let k = &cfg.config.kubelet;
+    let ephemeral = match cfg.listen {
+        Listen::Disabled => return Ok(0),
+        Listen::Config => false,
+        Listen::Ephemeral => true,
+    };
+    let pick = |p: i32| {
+        if ephemeral {
+            0
+        } else {
+            u16::try_from(p).unwrap_or(0)
+        }
+    };
+    let ip = |a: &str| -> Result<IpAddr, server::ServerError> {
+        a.parse().map_err(|_| server::ServerError::Bind {
+            addr: a.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP address"),
+        })
+    };
+    if k.healthz_port.unwrap_or(0) != 0 {
+        let addr = std::net::SocketAddr::new(
+            ip(&k.healthz_bind_address)?,
+            pick(k.healthz_port.unwrap_or(0)),
+        );
+        server::serve_healthz(addr, shutdown.clone()).await?;
+    }
+    if k.port == 0 && !ephemeral {
+        return Ok(0);
+    }
+    let tls = server::TlsSettings {
+        cert_dir: cfg.config.root_dir.join("pki"),
+        hosts: vec![cfg.config.node_name.clone(), node_ip.to_string()],
+        client_ca_file: k.authentication.x509.client_ca_file.clone(),
+        anonymous: k.authentication.anonymous.enabled.unwrap_or(false),
+    };
+    let ctx = server::ServerContext {
+        runtime: runtime.clone(),
+        pods: statuses.clone(),
+    };
+    let addr = std::net::SocketAddr::new(ip(&k.address)?, pick(k.port));
+    let bound = server::serve_https(addr, tls, ctx, shutdown.clone()).await?;
+    Ok(i32::from(bound.port()))
 }
 
 struct Manager {

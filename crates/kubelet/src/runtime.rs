@@ -4,8 +4,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -92,6 +95,25 @@ pub struct ExecResult {
     pub stderr: Vec<u8>,
 }
 
+/// A byte source handed to [`PodRuntime::exec_stream`] (the client's stdin).
+pub type ExecInput = Box<dyn AsyncRead + Send + Unpin>;
+/// A byte sink handed to [`PodRuntime::exec_stream`] (the client's stdout/stderr).
+pub type ExecOutput = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The streams of one interactive exec (`kubectl exec`).
+pub struct ExecStreams {
+    /// The client's input; `None` when the client did not ask for stdin. EOF on it
+    /// means the client closed stdin (the process should then see EOF too).
+    pub stdin: Option<ExecInput>,
+    /// Where the process's stdout goes (`None`: discard). With `tty`, the terminal's
+    /// whole output goes here.
+    pub stdout: Option<ExecOutput>,
+    /// Where the process's stderr goes (`None`: discard). Always `None` with `tty`.
+    pub stderr: Option<ExecOutput>,
+    /// Allocate a terminal for the process.
+    pub tty: bool,
+}
+
 /// The node-side operations the kubelet drives. Implemented by the real runtime
 /// adapter (containers, images, network) and by [`FakeRuntime`].
 #[async_trait::async_trait]
@@ -135,6 +157,24 @@ pub trait PodRuntime: Send + Sync {
         cmd: &[String],
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError>;
+    /// Path of the CRI-format log file of container `id` (lines
+    /// `<RFC3339Nano> stdout|stderr F|P <text>`); rotated files are `<path>.1`
+    /// (newest) … `<path>.N` (oldest). The file may not exist yet (no output so far).
+    /// `NotFound` for an unknown container.
+    fn log_path(&self, id: &str) -> Result<PathBuf, RuntimeError>;
+    /// Run `cmd` in running container `id` with streamed I/O (`kubectl exec`);
+    /// returns the process's exit code once it has exited. No timeout: it returns
+    /// when the process exits. Before returning, all output must have been written to
+    /// and flushed into `streams.stdout`/`stderr`, and they must be dropped (the
+    /// caller waits for their EOF). `Err` only when the process could not be started
+    /// (unknown or stopped container, command not found…): the message reaches the
+    /// user.
+    async fn exec_stream(
+        &self,
+        id: &str,
+        cmd: &[String],
+        streams: ExecStreams,
+    ) -> Result<i32, RuntimeError>;
 }
 
 /// How fake containers of one image behave.
@@ -168,6 +208,7 @@ struct FakeState {
     /// (pod uid, container name) → environment of the last created instance.
     envs: HashMap<(String, String), Vec<(String, String)>>,
     stops: Vec<(String, Duration)>,
+    log_dir: Option<PathBuf>,
 }
 
 /// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
@@ -190,6 +231,12 @@ impl FakeRuntime {
     /// Set how containers of `image` behave from now on.
     pub fn set_behavior(&self, image: &str, behavior: FakeBehavior) {
         self.lock().behaviors.insert(image.into(), behavior);
+    }
+
+    /// Make [`PodRuntime::log_path`] answer `<dir>/<container id>.log` (nothing is
+    /// written there: tests write the log files themselves).
+    pub fn set_log_dir(&self, dir: PathBuf) {
+        self.lock().log_dir = Some(dir);
     }
 
     /// How many times container `name` of pod `uid` was started.
@@ -445,5 +492,74 @@ impl PodRuntime for FakeRuntime {
             exit_code: c.behavior.exec_exit_code,
             ..Default::default()
         })
+    }
+
+    fn log_path(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+        let st = self.lock();
+        if !st.containers.contains_key(id) {
+            return Err(RuntimeError::NotFound(id.into()));
+        }
+        let dir = st
+            .log_dir
+            .clone()
+            .ok_or_else(|| RuntimeError::Other("fake runtime: no log directory set".into()))?;
+        Ok(dir.join(format!("{id}.log")))
+    }
+
+    /// The fake process writes its command line (joined by spaces, plus a newline)
+    /// to stdout, `stderr:` and the command line to stderr, then copies stdin to
+    /// stdout until EOF, and exits with the image's [`FakeBehavior::exec_exit_code`].
+    async fn exec_stream(
+        &self,
+        id: &str,
+        cmd: &[String],
+        streams: ExecStreams,
+    ) -> Result<i32, RuntimeError> {
+        let code = {
+            let mut st = self.lock();
+            refresh(&mut st);
+            let c = st
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+            if c.info.state != ContainerState::Running {
+                return Err(RuntimeError::Other(format!(
+                    "container {id} is not running"
+                )));
+            }
+            c.behavior.exec_exit_code
+        };
+        let io = |e: std::io::Error| RuntimeError::Other(format!("fake exec i/o: {e}"));
+        let line = format!("{}\n", cmd.join(" "));
+        let ExecStreams {
+            stdin,
+            mut stdout,
+            mut stderr,
+            ..
+        } = streams;
+        if let Some(out) = stdout.as_mut() {
+            out.write_all(line.as_bytes()).await.map_err(io)?;
+            out.flush().await.map_err(io)?;
+        }
+        if let Some(err) = stderr.as_mut() {
+            err.write_all(format!("stderr: {line}").as_bytes())
+                .await
+                .map_err(io)?;
+            err.flush().await.map_err(io)?;
+        }
+        if let Some(mut input) = stdin {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = input.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                if let Some(out) = stdout.as_mut() {
+                    out.write_all(&buf[..n]).await.map_err(io)?;
+                    out.flush().await.map_err(io)?;
+                }
+            }
+        }
+        Ok(code)
     }
 }

@@ -1,6 +1,8 @@
 //! End to end: the real API server in-process, the kubelet with the fake runtime
 //! against it (fast timings), through the admin kubeconfig the server writes.
 
+mod common;
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -23,6 +25,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 struct Env {
     client: Client,
+    api_addr: std::net::SocketAddr,
+    pki: apiserver::pki::Pki,
     shutdown: CancellationToken,
     dir: tempfile::TempDir,
     node: String,
@@ -79,6 +83,8 @@ async fn start() -> Env {
     ))
     .expect("config");
     kc.register_with_taints = Vec::new();
+    let pki = apiserver::pki::Pki::at(&dir.path().join("server"));
+    kc.authentication.x509.client_ca_file = pki.ca_cert.display().to_string();
     let merged = MergedConfig {
         kubelet: kc,
         node_name: node.clone(),
@@ -95,7 +101,10 @@ async fn start() -> Env {
     };
     cfg.pod_resync = Duration::from_millis(100);
     cfg.api_sync = Duration::from_millis(100);
+    cfg.listen = kubelet::Listen::Ephemeral;
     let runtime = FakeRuntime::new();
+    std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
+    runtime.set_log_dir(dir.path().join("logs"));
     let rt: Arc<dyn kubelet::PodRuntime> = Arc::new(runtime.clone());
     let token = shutdown.child_token();
     tokio::spawn(async move {
@@ -105,6 +114,8 @@ async fn start() -> Env {
     });
     Env {
         client,
+        api_addr: running.addr,
+        pki,
         shutdown,
         dir,
         node,
@@ -555,6 +566,7 @@ async fn standalone_kubelet_runs_static_pods_without_api_server() {
         ..Default::default()
     };
     let mut cfg = KubeletRunConfig::from_flags(&flags).expect("config");
+    cfg.listen = kubelet::Listen::Disabled;
     cfg.pod_resync = Duration::from_millis(100);
     let runtime = FakeRuntime::new();
     let rt: Arc<dyn kubelet::PodRuntime> = Arc::new(runtime.clone());
@@ -690,6 +702,7 @@ async fn static_pods_run_before_the_api_server_and_mirror_once_it_is_up() {
         ..Default::default()
     };
     let mut cfg = KubeletRunConfig::from_flags(&flags).expect("config");
+    cfg.listen = kubelet::Listen::Disabled;
     cfg.pod_resync = Duration::from_millis(100);
     cfg.api_sync = Duration::from_millis(100);
     let runtime = FakeRuntime::new();
@@ -782,4 +795,112 @@ async fn init_containers_run_in_order_and_never_policy_completes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(env.runtime.starts(&uid, "work"), 1);
     assert_eq!(env.runtime.starts(&uid, "first"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_exec_go_through_the_api_server_to_the_kubelet() {
+    use kube::api::LogParams;
+    use kubelet::PodRuntime;
+    let env = start().await;
+    create_pod(&env, "talker", "busybox:1.36", "Always").await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let port = eventually("node reports its kubelet port", || async {
+        let n = nodes.get_opt(&env.node).await.ok()??;
+        let p = n.status?.daemon_endpoints?.kubelet_endpoint?.port;
+        (p != 0).then_some(p)
+    })
+    .await;
+    assert_ne!(port, 10250, "the test kubelet listens on an ephemeral port");
+    let id = eventually("container running", || async {
+        env.runtime
+            .running()
+            .iter()
+            .find(|c| c.name == "main")
+            .map(|c| c.id.clone())
+    })
+    .await;
+    let log = env.runtime.log_path(&id).expect("log path");
+    std::fs::write(
+        &log,
+        "2024-05-01T10:00:00Z stdout F hello\n2024-05-01T10:00:01Z stderr P wor\n2024-05-01T10:00:02Z stderr F ld\n",
+    )
+    .expect("write log");
+    let text = pods
+        .logs("talker", &LogParams::default())
+        .await
+        .expect("logs through the API server");
+    assert_eq!(text, "hello\nworld\n");
+    let text = pods
+        .logs(
+            "talker",
+            &LogParams {
+                container: Some("main".into()),
+                tail_lines: Some(1),
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("tailed logs");
+    assert_eq!(text, "2024-05-01T10:00:01Z world\n");
+
+    let admin = common::tls(Some((&env.pki.admin_cert, &env.pki.admin_key)));
+    let out = common::exec_ws(
+        env.api_addr,
+        admin.clone(),
+        "/api/v1/namespaces/default/pods/talker/exec?command=echo&command=hi&stdin=true&stdout=true&stderr=true",
+        b"typed\n",
+    )
+    .await;
+    assert_eq!(out.protocol, "v5.channel.k8s.io");
+    assert_eq!(out.stdout, "echo hi\ntyped\n");
+    assert_eq!(out.stderr, "stderr: echo hi\n");
+    assert_eq!(out.status.expect("status")["status"], "Success");
+
+    // A node that never ran a kubelet (like `flotilla sim`'s hollow nodes).
+    let hollow = format!("{}-hollow", env.node);
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": hollow}})).expect("node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create hollow node");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ghost"},
+        "spec": {"nodeName": hollow, "containers": [
+            {"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create ghost");
+    let err = pods
+        .logs("ghost", &LogParams::default())
+        .await
+        .expect_err("no container named");
+    assert!(
+        err.to_string()
+            .contains("a container name must be specified for pod ghost, choose one of: [a b]"),
+        "{err}"
+    );
+    let err = tokio::time::timeout(
+        WAIT,
+        pods.logs(
+            "ghost",
+            &LogParams {
+                container: Some("a".into()),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("answers, never hangs")
+    .expect_err("no kubelet endpoint");
+    assert!(err.to_string().contains("no kubelet endpoint"), "{err}");
+    let err = pods
+        .logs("nonexistent", &LogParams::default())
+        .await
+        .expect_err("404");
+    assert!(err.to_string().contains("not found"), "{err}");
 }
