@@ -28,6 +28,8 @@ pub struct LogOptions {
     pub tail_lines: Option<u64>,
     pub timestamps: bool,
     pub since_seconds: Option<u64>,
+    /// `sinceTime` (RFC 3339); `sinceSeconds` wins when both are given.
+    pub since_time: Option<Timestamp>,
     pub limit_bytes: Option<u64>,
 }
 
@@ -169,10 +171,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let since = opts.since_seconds.and_then(|s| {
-        let d = k8s_openapi::jiff::SignedDuration::from_secs(i64::try_from(s).ok()?);
-        Timestamp::now().checked_sub(d).ok()
-    });
+    let since = opts
+        .since_seconds
+        .and_then(|s| {
+            let d = k8s_openapi::jiff::SignedDuration::from_secs(i64::try_from(s).ok()?);
+            Timestamp::now().checked_sub(d).ok()
+        })
+        .or(opts.since_time);
     let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
     let mut parser = Parser::default();
     let mut lines: Vec<LogLine> = Vec::new();

@@ -424,6 +424,16 @@ async fn container_logs_inner(
         tail_lines: number(&q, "tailLines")?,
         timestamps: flag(&q, "timestamps"),
         since_seconds: number(&q, "sinceSeconds")?,
+        since_time: match q.iter().find(|(k, _)| k == "sinceTime") {
+            None => None,
+            Some((_, v)) => Some(v.parse().map_err(|_| {
+                status_error(
+                    400,
+                    "BadRequest",
+                    &format!("sinceTime: {v:?} is not an RFC 3339 time"),
+                )
+            })?),
+        },
         limit_bytes: number(&q, "limitBytes")?,
     };
     let c = find_container(&ctx, &namespace, &pod, &container, flag(&q, "previous")).await?;

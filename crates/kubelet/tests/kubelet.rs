@@ -844,6 +844,38 @@ async fn logs_and_exec_go_through_the_api_server_to_the_kubelet() {
         .await
         .expect("tailed logs");
     assert_eq!(text, "2024-05-01T10:00:01Z world\n");
+    // `kubectl logs -f`: new lines arrive through the API server as they are written.
+    {
+        use futures::{AsyncBufReadExt, StreamExt};
+        use std::io::Write;
+        let stream = pods
+            .log_stream(
+                "talker",
+                &LogParams {
+                    follow: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("follow logs");
+        let mut lines = stream.lines();
+        let mut next = async || {
+            tokio::time::timeout(WAIT, lines.next())
+                .await
+                .expect("line in time")
+                .expect("a line")
+                .expect("read line")
+        };
+        assert_eq!(next().await, "hello");
+        assert_eq!(next().await, "world");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open log")
+            .write_all(b"2024-05-01T10:00:03Z stdout F later\n")
+            .expect("append");
+        assert_eq!(next().await, "later");
+    }
 
     let admin = common::tls(Some((&env.pki.admin_cert, &env.pki.admin_key)));
     let out = common::exec_ws(

@@ -136,6 +136,13 @@ async fn container_logs_plain_timestamps_tail_partial_and_rotated() {
     )
     .await;
     assert_eq!(body, "one\ntw");
+    let (_, body) = common::get(
+        n.addr,
+        n.client(),
+        "/containerLogs/default/web/app?sinceTime=2024-05-01T10:00:02Z",
+    )
+    .await;
+    assert_eq!(body, "three\nfour\n");
     let (code, body) = common::get(n.addr, n.client(), "/containerLogs/default/web/nope").await;
     assert_eq!(code, 400, "{body}");
     let (code, _) = common::get(n.addr, n.client(), "/containerLogs/default/ghost/app").await;
