@@ -659,7 +659,14 @@ async fn run_exec(
     let mut frame = vec![ERROR];
     frame.extend_from_slice(status.to_string().as_bytes());
     let _ = out_tx.send(Message::Binary(frame.into())).await;
-    let _ = out_tx.send(Message::Close(None)).await;
+    // A normal closure (1000): clients treat it as the end of every stream, while a
+    // close without a code (1005) is an error to them.
+    let _ = out_tx
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        })))
+        .await;
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }

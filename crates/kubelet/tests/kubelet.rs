@@ -26,6 +26,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 struct Env {
     client: Client,
     api_addr: std::net::SocketAddr,
+    kubeconfig: std::path::PathBuf,
     pki: apiserver::pki::Pki,
     shutdown: CancellationToken,
     dir: tempfile::TempDir,
@@ -115,6 +116,7 @@ async fn start() -> Env {
     Env {
         client,
         api_addr: running.addr,
+        kubeconfig: running.kubeconfig.clone(),
         pki,
         shutdown,
         dir,
@@ -935,4 +937,90 @@ async fn logs_and_exec_go_through_the_api_server_to_the_kubelet() {
         .await
         .expect_err("404");
     assert!(err.to_string().contains("not found"), "{err}");
+}
+
+/// The real client: `kubectl logs` and `kubectl exec` (WebSocket v5) against the
+/// in-process API server and kubelet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_and_exec_work() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED (kubectl not installed): kubectl_logs_and_exec_work");
+        return;
+    }
+    use kubelet::PodRuntime;
+    let env = start().await;
+    env.runtime.set_behavior(
+        "busybox:1.36",
+        FakeBehavior {
+            exec_exit_code: 7,
+            ..Default::default()
+        },
+    );
+    create_pod(&env, "cli", "busybox:1.36", "Always").await;
+    let id = eventually("container running", || async {
+        env.runtime
+            .running()
+            .iter()
+            .find(|c| c.name == "main")
+            .map(|c| c.id.clone())
+    })
+    .await;
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    eventually("node reports its kubelet port", || async {
+        let n = nodes.get_opt(&env.node).await.ok()??;
+        (n.status?.daemon_endpoints?.kubelet_endpoint?.port != 0).then_some(())
+    })
+    .await;
+    let log = env.runtime.log_path(&id).expect("log path");
+    std::fs::write(&log, "2024-05-01T10:00:00Z stdout F from kubectl\n").expect("write log");
+    let kubectl = |args: &[&str], stdin: &'static [u8]| {
+        let kc = env.kubeconfig.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            let mut child = tokio::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(kc)
+                .args(&args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn kubectl");
+            if let Some(mut i) = child.stdin.take() {
+                use tokio::io::AsyncWriteExt;
+                i.write_all(stdin).await.expect("stdin");
+            }
+            tokio::time::timeout(WAIT, child.wait_with_output())
+                .await
+                .expect("kubectl in time")
+                .expect("kubectl output")
+        }
+    };
+    let out = kubectl(&["logs", "cli"], b"").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from kubectl\n");
+    let out = kubectl(&["exec", "-i", "cli", "--", "echo", "hi"], b"piped\n").await;
+    // The fake exec exits 7: kubectl passes the exit code on.
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echo hi\npiped\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("stderr: echo hi\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
