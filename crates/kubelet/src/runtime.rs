@@ -112,6 +112,18 @@ pub struct ExecStreams {
     pub stderr: Option<ExecOutput>,
     /// Allocate a terminal for the process.
     pub tty: bool,
+    /// Terminal size changes from the client (only with `tty`; the first one usually
+    /// arrives right after the start). Ignoring them is allowed.
+    pub resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+}
+
+/// A terminal size in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct TerminalSize {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
 }
 
 /// The node-side operations the kubelet drives. Implemented by the real runtime
@@ -209,6 +221,8 @@ struct FakeState {
     envs: HashMap<(String, String), Vec<(String, String)>>,
     stops: Vec<(String, Duration)>,
     log_dir: Option<PathBuf>,
+    /// Terminal sizes received by `exec_stream`, in order.
+    resizes: Vec<TerminalSize>,
 }
 
 /// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
@@ -237,6 +251,11 @@ impl FakeRuntime {
     /// written there: tests write the log files themselves).
     pub fn set_log_dir(&self, dir: PathBuf) {
         self.lock().log_dir = Some(dir);
+    }
+
+    /// Terminal sizes the exec sessions received so far.
+    pub fn resizes(&self) -> Vec<TerminalSize> {
+        self.lock().resizes.clone()
     }
 
     /// How many times container `name` of pod `uid` was started.
@@ -508,7 +527,8 @@ impl PodRuntime for FakeRuntime {
 
     /// The fake process writes its command line (joined by spaces, plus a newline)
     /// to stdout, `stderr:` and the command line to stderr, then copies stdin to
-    /// stdout until EOF, and exits with the image's [`FakeBehavior::exec_exit_code`].
+    /// stdout until EOF, records the terminal sizes received until then, and exits
+    /// with the image's [`FakeBehavior::exec_exit_code`].
     async fn exec_stream(
         &self,
         id: &str,
@@ -535,6 +555,7 @@ impl PodRuntime for FakeRuntime {
             stdin,
             mut stdout,
             mut stderr,
+            mut resize,
             ..
         } = streams;
         if let Some(out) = stdout.as_mut() {
@@ -550,7 +571,13 @@ impl PodRuntime for FakeRuntime {
         if let Some(mut input) = stdin {
             let mut buf = [0u8; 4096];
             loop {
-                let n = input.read(&mut buf).await.map_err(io)?;
+                let n = tokio::select! {
+                    Some(size) = async { resize.as_mut()?.recv().await } => {
+                        self.lock().resizes.push(size);
+                        continue;
+                    }
+                    n = input.read(&mut buf) => n.map_err(io)?,
+                };
                 if n == 0 {
                     break;
                 }
@@ -558,6 +585,11 @@ impl PodRuntime for FakeRuntime {
                     out.write_all(&buf[..n]).await.map_err(io)?;
                     out.flush().await.map_err(io)?;
                 }
+            }
+        }
+        if let Some(r) = resize.as_mut() {
+            while let Ok(size) = r.try_recv() {
+                self.lock().resizes.push(size);
             }
         }
         Ok(code)

@@ -30,7 +30,9 @@ use tower::ServiceExt;
 
 use crate::logs::LogOptions;
 use crate::runtime::PodRuntime;
-use crate::runtime::{ContainerInfo, ContainerState, ExecInput, ExecOutput, ExecStreams};
+use crate::runtime::{
+    ContainerInfo, ContainerState, ExecInput, ExecOutput, ExecStreams, TerminalSize,
+};
 use crate::worker::StatusStore;
 
 /// Errors starting the server.
@@ -604,8 +606,13 @@ async fn run_exec(
     } else {
         (None, None)
     };
-    // Reader of client frames: stdin data, stdin close (v5), resize (ignored: the
-    // runtime interface has no terminal resize yet).
+    let (resize_tx, resize) = if tty {
+        let (tx, rx) = mpsc::channel::<TerminalSize>(8);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    // Reader of client frames: stdin data, stdin close (v5), terminal resize.
     let reader = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         while let Some(Ok(msg)) = stream.next().await {
@@ -627,7 +634,14 @@ async fn run_exec(
                     }
                 }
                 CLOSE if v5 && rest.first() == Some(&STDIN) => stdin_w = None,
-                RESIZE => tracing::debug!("exec: terminal resize ignored"),
+                RESIZE => match (serde_json::from_slice::<TerminalSize>(rest), &resize_tx) {
+                    // A runtime that does not read resizes must not stall stdin.
+                    (Ok(size), Some(tx)) => {
+                        let _ = tx.try_send(size);
+                    }
+                    (Err(e), _) => tracing::debug!("exec: bad resize frame: {e}"),
+                    _ => {}
+                },
                 _ => {}
             }
         }
@@ -637,6 +651,7 @@ async fn run_exec(
         stdout,
         stderr,
         tty,
+        resize,
     };
     let result = runtime.exec_stream(&id, &cmd, streams).await;
     for f in forwarders {

@@ -243,3 +243,25 @@ async fn exec_over_websocket_streams_output_and_exit_code() {
     assert_eq!(status["details"]["causes"][0]["reason"], "ExitCode");
     assert_eq!(status["details"]["causes"][0]["message"], "3");
 }
+
+#[tokio::test]
+async fn exec_with_tty_passes_resizes_and_merges_stderr_away() {
+    let n = start().await;
+    let out = common::exec_ws_frames(
+        n.addr,
+        n.client(),
+        "/exec/default/web/app?command=sh&stdin=1&stdout=1&stderr=1&tty=1",
+        &[b"\x04{\"Width\":120,\"Height\":40}"],
+        b"ls\n",
+    )
+    .await;
+    assert_eq!(out.stdout, "sh\nls\n");
+    assert_eq!(out.stderr, "", "a terminal has no separate stderr");
+    assert_eq!(
+        n.runtime.resizes(),
+        vec![kubelet::runtime::TerminalSize {
+            width: 120,
+            height: 40
+        }]
+    );
+}

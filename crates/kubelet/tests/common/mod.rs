@@ -151,6 +151,17 @@ pub async fn exec_ws(
     path: &str,
     stdin: &[u8],
 ) -> ExecOutcome {
+    exec_ws_frames(addr, tls, path, &[], stdin).await
+}
+
+/// [`exec_ws`] sending the raw `frames` (channel byte first) before stdin.
+pub async fn exec_ws_frames(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    frames: &[&[u8]],
+    stdin: &[u8],
+) -> ExecOutcome {
     let io = connect(addr, tls).await;
     let mut req = format!("wss://localhost{path}")
         .into_client_request()
@@ -172,6 +183,11 @@ pub async fn exec_ws(
             .to_string(),
         ..Default::default()
     };
+    for f in frames {
+        ws.send(Message::Binary(f.to_vec().into()))
+            .await
+            .expect("send frame");
+    }
     if !stdin.is_empty() {
         let mut frame = vec![0u8];
         frame.extend_from_slice(stdin);
