@@ -265,3 +265,48 @@ async fn exec_with_tty_passes_resizes_and_merges_stderr_away() {
         }]
     );
 }
+
+#[tokio::test]
+async fn previous_reads_the_attempt_before_the_latest() {
+    let n = start().await;
+    n.runtime
+        .stop_container(&n.id, std::time::Duration::ZERO)
+        .await
+        .expect("stop");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "uid-web"},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    }))
+    .expect("pod");
+    let sandbox = n.runtime.ensure_sandbox(&pod).await.expect("sandbox");
+    let image = n.runtime.pull_image("busybox", &[]).await.expect("pull");
+    let spec = pod.spec.as_ref().expect("spec").containers[0].clone();
+    let id = n
+        .runtime
+        .create_container(
+            &pod,
+            &sandbox,
+            &ContainerConfig {
+                spec,
+                image,
+                env: Vec::new(),
+                attempt: 1,
+                init: false,
+            },
+        )
+        .await
+        .expect("create");
+    n.runtime.start_container(&id).await.expect("start");
+    std::fs::write(&n.log, "2024-05-01T10:00:00Z stdout F crashed\n").expect("old log");
+    let new_log = n.runtime.log_path(&id).expect("path");
+    std::fs::write(&new_log, "2024-05-01T10:01:00Z stdout F restarted\n").expect("new log");
+    let (_, body) = common::get(n.addr, n.client(), "/containerLogs/default/web/app").await;
+    assert_eq!(body, "restarted\n");
+    let (_, body) = common::get(
+        n.addr,
+        n.client(),
+        "/containerLogs/default/web/app?previous=true",
+    )
+    .await;
+    assert_eq!(body, "crashed\n");
+}
