@@ -111,6 +111,9 @@ impl Route {
 
 fn resource_verb(r: &ResourceRoute, method: &Method) -> &'static str {
     match *method {
+        // A WebSocket exec is a GET but creates a process: upstream authorizes it as
+        // `create` (AuthorizePodWebsocketUpgradeCreatePermission).
+        Method::GET if r.sub.as_deref() == Some("exec") => "create",
         Method::GET | Method::HEAD => {
             if r.watch || r.query.flag("watch") {
                 "watch"
@@ -507,6 +510,15 @@ async fn handle_resource(
             "the server does not allow this method on the requested resource (post {})",
             r.info.plural
         )));
+    }
+    if r.info.group.is_empty() && r.info.plural == "pods" {
+        match (verb, r.sub.as_deref()) {
+            ("get", Some("log")) => return crate::kubeletproxy::pod_log(&server, &r, req).await,
+            ("create", Some("exec")) => {
+                return crate::kubeletproxy::pod_exec(&server, &r, req).await;
+            }
+            _ => {}
+        }
     }
     match (verb, r.sub.as_deref()) {
         ("list", _) => crate::list::list(&server, &r, &accept).await,

@@ -22,6 +22,7 @@ pub mod dupkeys;
 pub mod errors;
 pub mod handlers;
 pub mod hooks;
+pub mod kubeletproxy;
 pub mod list;
 pub mod metrics;
 pub mod openapi;

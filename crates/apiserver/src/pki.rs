@@ -18,6 +18,10 @@ pub struct Pki {
     pub serving_key: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// The client certificate the API server presents to kubelets
+    /// (`kube-apiserver-kubelet-client`, group `system:masters`).
+    pub kubelet_client_cert: PathBuf,
+    pub kubelet_client_key: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,8 @@ impl Pki {
             serving_key: dir.join("apiserver.key"),
             admin_cert: dir.join("admin.crt"),
             admin_key: dir.join("admin.key"),
+            kubelet_client_cert: dir.join("apiserver-kubelet-client.crt"),
+            kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
             dir,
         }
     }
@@ -102,7 +108,11 @@ impl Pki {
             write_private(&self.ca_key, &key.serialize_pem())?;
             write_private(&self.ca_cert, &cert.pem())?;
             // A new CA invalidates every certificate signed by an old one.
-            for p in [&self.serving_cert, &self.admin_cert] {
+            for p in [
+                &self.serving_cert,
+                &self.admin_cert,
+                &self.kubelet_client_cert,
+            ] {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -149,6 +159,15 @@ impl Pki {
             let (cert, key) = self.client_cert(&issuer, "admin", &["system:masters"])?;
             write_private(&self.admin_key, &key)?;
             write_private(&self.admin_cert, &cert)?;
+        }
+        if !self.kubelet_client_cert.exists() || !self.kubelet_client_key.exists() {
+            let (cert, key) = self.client_cert(
+                &issuer,
+                "kube-apiserver-kubelet-client",
+                &["system:masters"],
+            )?;
+            write_private(&self.kubelet_client_key, &key)?;
+            write_private(&self.kubelet_client_cert, &cert)?;
         }
         Ok(())
     }
@@ -212,6 +231,7 @@ mod tests {
         pki.ensure(&[]).unwrap();
         assert_eq!(ca1, std::fs::read(&pki.ca_cert).unwrap());
         assert_eq!(admin1, std::fs::read(&pki.admin_cert).unwrap());
+        assert!(pki.kubelet_client_cert.exists() && pki.kubelet_client_key.exists());
         let kc = dir.path().join("admin.kubeconfig");
         pki.write_admin_kubeconfig(&kc, "https://127.0.0.1:6443")
             .unwrap();

@@ -1,0 +1,597 @@
+//! What the kubelet needs from the node: the [`PodRuntime`] trait (sandboxes,
+//! images, containers, exec), and [`FakeRuntime`], an in-memory implementation for
+//! tests and for running the kubelet logic without containers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::Timestamp;
+
+/// Errors from the node's runtime.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("pulling image {image}: {message}")]
+    Pull { image: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A pod's sandbox (its network namespace and the like).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInfo {
+    pub id: String,
+    /// Pod IPs, primary first; empty for host-network pods (the kubelet then reports
+    /// the node IP).
+    pub pod_ips: Vec<IpAddr>,
+}
+
+/// An image present on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The reference as the pod spec writes it (`nginx`).
+    pub image: String,
+    /// Resolved identity, e.g. `docker.io/library/nginx@sha256:…`.
+    pub image_id: String,
+    pub size: u64,
+}
+
+/// Everything needed to create one container.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// The container as the pod spec declares it (command, args, ports, resources…).
+    pub spec: Container,
+    /// The image as pulled.
+    pub image: ImageInfo,
+    /// Environment, resolved (downward API, config maps, secrets, service links).
+    pub env: Vec<(String, String)>,
+    /// 0 for the first instance, +1 per restart.
+    pub attempt: u32,
+    /// Whether this is an init container.
+    pub init: bool,
+}
+
+/// Container lifecycle state as the runtime knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// One container instance on the node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub pod_uid: String,
+    /// The container's name in the pod spec.
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub image_id: String,
+    pub state: ContainerState,
+    pub exit_code: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`… for exited containers.
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Output of a command run in a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A byte source handed to [`PodRuntime::exec_stream`] (the client's stdin).
+pub type ExecInput = Box<dyn AsyncRead + Send + Unpin>;
+/// A byte sink handed to [`PodRuntime::exec_stream`] (the client's stdout/stderr).
+pub type ExecOutput = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The streams of one interactive exec (`kubectl exec`).
+pub struct ExecStreams {
+    /// The client's input; `None` when the client did not ask for stdin. EOF on it
+    /// means the client closed stdin (the process should then see EOF too).
+    pub stdin: Option<ExecInput>,
+    /// Where the process's stdout goes (`None`: discard). With `tty`, the terminal's
+    /// whole output goes here.
+    pub stdout: Option<ExecOutput>,
+    /// Where the process's stderr goes (`None`: discard). Always `None` with `tty`.
+    pub stderr: Option<ExecOutput>,
+    /// Allocate a terminal for the process.
+    pub tty: bool,
+    /// Terminal size changes from the client (only with `tty`; the first one usually
+    /// arrives right after the start). Ignoring them is allowed.
+    pub resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+}
+
+/// A terminal size in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct TerminalSize {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
+}
+
+/// The node-side operations the kubelet drives. Implemented by the real runtime
+/// adapter (containers, images, network) and by [`FakeRuntime`].
+#[async_trait::async_trait]
+pub trait PodRuntime: Send + Sync {
+    /// Runtime version, reported as `containerRuntimeVersion: flotilla://<version>`.
+    fn version(&self) -> String;
+    /// Create the pod's sandbox if missing (idempotent) and return it.
+    async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError>;
+    /// Remove the pod's sandbox (after its containers); missing is not an error.
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+    /// The image if present on the node.
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
+    /// Pull an image (registry credentials from the pod's pull secrets, as
+    /// `.dockerconfigjson` contents).
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: &[serde_json::Value],
+    ) -> Result<ImageInfo, RuntimeError>;
+    /// Create (not start) a container in the pod's sandbox; returns its id.
+    async fn create_container(
+        &self,
+        pod: &Pod,
+        sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<String, RuntimeError>;
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// SIGTERM, then SIGKILL after `grace`; returns when the container is stopped.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// Remove a stopped container; missing is not an error.
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Containers of one pod (`Some(uid)`) or of all pods.
+    async fn list_containers(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<ContainerInfo>, RuntimeError>;
+    /// Run a command in a running container (exec probes).
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError>;
+    /// Path of the CRI-format log file of container `id` (lines
+    /// `<RFC3339Nano> stdout|stderr F|P <text>`); rotated files are `<path>.1`
+    /// (newest) … `<path>.N` (oldest). The file may not exist yet (no output so far).
+    /// `NotFound` for an unknown container.
+    fn log_path(&self, id: &str) -> Result<PathBuf, RuntimeError>;
+    /// Run `cmd` in running container `id` with streamed I/O (`kubectl exec`);
+    /// returns the process's exit code once it has exited. No timeout: it returns
+    /// when the process exits. Before returning, all output must have been written to
+    /// and flushed into `streams.stdout`/`stderr`, and they must be dropped (the
+    /// caller waits for their EOF). `Err` only when the process could not be started
+    /// (unknown or stopped container, command not found…): the message reaches the
+    /// user.
+    async fn exec_stream(
+        &self,
+        id: &str,
+        cmd: &[String],
+        streams: ExecStreams,
+    ) -> Result<i32, RuntimeError>;
+}
+
+/// How fake containers of one image behave.
+#[derive(Clone, Debug, Default)]
+pub struct FakeBehavior {
+    /// Exit this long after start (None: run until stopped).
+    pub exit_after: Option<Duration>,
+    pub exit_code: i32,
+    /// Pulls of this image fail with this message.
+    pub pull_error: Option<String>,
+    /// Exit code of `exec_sync` in these containers.
+    pub exec_exit_code: i32,
+}
+
+#[derive(Clone, Debug)]
+struct FakeContainer {
+    info: ContainerInfo,
+    behavior: FakeBehavior,
+}
+
+#[derive(Default)]
+struct FakeState {
+    next: u64,
+    sandboxes: HashMap<String, SandboxInfo>,
+    images: HashMap<String, ImageInfo>,
+    containers: HashMap<String, FakeContainer>,
+    behaviors: HashMap<String, FakeBehavior>,
+    /// (pod uid, container name) → number of starts.
+    starts: HashMap<(String, String), u32>,
+    pulls: u32,
+    /// (pod uid, container name) → environment of the last created instance.
+    envs: HashMap<(String, String), Vec<(String, String)>>,
+    stops: Vec<(String, Duration)>,
+    log_dir: Option<PathBuf>,
+    /// Terminal sizes received by `exec_stream`, in order.
+    resizes: Vec<TerminalSize>,
+}
+
+/// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
+/// [`FakeBehavior::exit_after`] elapses. Images are pulled instantly.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    state: Arc<Mutex<FakeState>>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        // A panic while holding the lock only happens in a failing test.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set how containers of `image` behave from now on.
+    pub fn set_behavior(&self, image: &str, behavior: FakeBehavior) {
+        self.lock().behaviors.insert(image.into(), behavior);
+    }
+
+    /// Make [`PodRuntime::log_path`] answer `<dir>/<container id>.log` (nothing is
+    /// written there: tests write the log files themselves).
+    pub fn set_log_dir(&self, dir: PathBuf) {
+        self.lock().log_dir = Some(dir);
+    }
+
+    /// Terminal sizes the exec sessions received so far.
+    pub fn resizes(&self) -> Vec<TerminalSize> {
+        self.lock().resizes.clone()
+    }
+
+    /// How many times container `name` of pod `uid` was started.
+    pub fn starts(&self, pod_uid: &str, name: &str) -> u32 {
+        self.lock()
+            .starts
+            .get(&(pod_uid.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts of container `name` summed over all pods whose uid is in the map.
+    pub fn total_starts(&self, name: &str) -> u32 {
+        self.lock()
+            .starts
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .map(|(_, c)| *c)
+            .sum()
+    }
+
+    /// Environment given to the last instance of container `name` of pod `uid`.
+    pub fn env(&self, pod_uid: &str, name: &str) -> Option<Vec<(String, String)>> {
+        self.lock()
+            .envs
+            .get(&(pod_uid.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Number of image pulls performed.
+    pub fn pulls(&self) -> u32 {
+        self.lock().pulls
+    }
+
+    /// Grace periods passed to `stop_container`, by container name.
+    pub fn stops(&self) -> Vec<(String, Duration)> {
+        self.lock().stops.clone()
+    }
+
+    /// Ids of pods with a sandbox.
+    pub fn sandboxes(&self) -> Vec<String> {
+        self.lock().sandboxes.keys().cloned().collect()
+    }
+
+    /// Running containers (like `ctr ps`).
+    pub fn running(&self) -> Vec<ContainerInfo> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        st.containers
+            .values()
+            .filter(|c| c.info.state == ContainerState::Running)
+            .map(|c| c.info.clone())
+            .collect()
+    }
+}
+
+fn refresh(st: &mut FakeState) {
+    let now = Timestamp::now();
+    for c in st.containers.values_mut() {
+        if c.info.state != ContainerState::Running {
+            continue;
+        }
+        let (Some(after), Some(started)) = (c.behavior.exit_after, c.info.started_at) else {
+            continue;
+        };
+        let Ok(after) = k8s_openapi::jiff::SignedDuration::try_from(after) else {
+            continue;
+        };
+        let Ok(end) = started.checked_add(after) else {
+            continue;
+        };
+        if end <= now {
+            c.info.state = ContainerState::Exited;
+            c.info.exit_code = Some(c.behavior.exit_code);
+            c.info.reason = Some(if c.behavior.exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            });
+            c.info.finished_at = Some(end);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PodRuntime for FakeRuntime {
+    fn version(&self) -> String {
+        "fake-0.1".into()
+    }
+
+    async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut st = self.lock();
+        if let Some(s) = st.sandboxes.get(&uid) {
+            return Ok(s.clone());
+        }
+        st.next += 1;
+        let n = st.next;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 88, (n / 250) as u8, (n % 250) as u8 + 2));
+        let s = SandboxInfo {
+            id: format!("sandbox-{n}"),
+            pod_ips: vec![ip],
+        };
+        st.sandboxes.insert(uid, s.clone());
+        Ok(s)
+    }
+
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.lock().sandboxes.remove(pod_uid);
+        Ok(())
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        Ok(self.lock().images.get(image).cloned())
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        _auth: &[serde_json::Value],
+    ) -> Result<ImageInfo, RuntimeError> {
+        let mut st = self.lock();
+        st.pulls += 1;
+        if let Some(msg) = st.behaviors.get(image).and_then(|b| b.pull_error.clone()) {
+            return Err(RuntimeError::Pull {
+                image: image.into(),
+                message: msg,
+            });
+        }
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(image.as_bytes()));
+        let info = ImageInfo {
+            image: image.into(),
+            image_id: format!("fake.local/{image}@sha256:{digest}"),
+            size: 1 << 20,
+        };
+        st.images.insert(image.into(), info.clone());
+        Ok(info)
+    }
+
+    async fn create_container(
+        &self,
+        pod: &Pod,
+        _sandbox: &SandboxInfo,
+        config: &ContainerConfig,
+    ) -> Result<String, RuntimeError> {
+        let mut st = self.lock();
+        st.next += 1;
+        let id = format!("{:016x}", st.next);
+        let behavior = st
+            .behaviors
+            .get(&config.image.image)
+            .cloned()
+            .unwrap_or_default();
+        st.envs.insert(
+            (
+                pod.metadata.uid.clone().unwrap_or_default(),
+                config.spec.name.clone(),
+            ),
+            config.env.clone(),
+        );
+        st.containers.insert(
+            id.clone(),
+            FakeContainer {
+                info: ContainerInfo {
+                    id: id.clone(),
+                    pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    name: config.spec.name.clone(),
+                    attempt: config.attempt,
+                    image: config.image.image.clone(),
+                    image_id: config.image.image_id.clone(),
+                    state: ContainerState::Created,
+                    exit_code: None,
+                    reason: None,
+                    message: None,
+                    created_at: Timestamp::now(),
+                    started_at: None,
+                    finished_at: None,
+                },
+                behavior,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        c.info.state = ContainerState::Running;
+        c.info.started_at = Some(Timestamp::now());
+        let key = (c.info.pod_uid.clone(), c.info.name.clone());
+        *st.starts.entry(key).or_default() += 1;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        let c = st
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        let name = c.info.name.clone();
+        if c.info.state == ContainerState::Running || c.info.state == ContainerState::Created {
+            c.info.state = ContainerState::Exited;
+            c.info.exit_code = Some(137);
+            c.info.reason = Some("Error".into());
+            c.info.finished_at = Some(Timestamp::now());
+        }
+        st.stops.push((name, grace));
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.lock().containers.remove(id);
+        Ok(())
+    }
+
+    async fn list_containers(
+        &self,
+        pod_uid: Option<&str>,
+    ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        Ok(st
+            .containers
+            .values()
+            .filter(|c| pod_uid.is_none_or(|u| c.info.pod_uid == u))
+            .map(|c| c.info.clone())
+            .collect())
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &str,
+        _cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let mut st = self.lock();
+        refresh(&mut st);
+        let c = st
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        if c.info.state != ContainerState::Running {
+            return Err(RuntimeError::Other(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(ExecResult {
+            exit_code: c.behavior.exec_exit_code,
+            ..Default::default()
+        })
+    }
+
+    fn log_path(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+        let st = self.lock();
+        if !st.containers.contains_key(id) {
+            return Err(RuntimeError::NotFound(id.into()));
+        }
+        let dir = st
+            .log_dir
+            .clone()
+            .ok_or_else(|| RuntimeError::Other("fake runtime: no log directory set".into()))?;
+        Ok(dir.join(format!("{id}.log")))
+    }
+
+    /// The fake process writes its command line (joined by spaces, plus a newline)
+    /// to stdout, `stderr:` and the command line to stderr, then copies stdin to
+    /// stdout until EOF, records the terminal sizes received until then, and exits
+    /// with the image's [`FakeBehavior::exec_exit_code`].
+    async fn exec_stream(
+        &self,
+        id: &str,
+        cmd: &[String],
+        streams: ExecStreams,
+    ) -> Result<i32, RuntimeError> {
+        let code = {
+            let mut st = self.lock();
+            refresh(&mut st);
+            let c = st
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+            if c.info.state != ContainerState::Running {
+                return Err(RuntimeError::Other(format!(
+                    "container {id} is not running"
+                )));
+            }
+            c.behavior.exec_exit_code
+        };
+        let io = |e: std::io::Error| RuntimeError::Other(format!("fake exec i/o: {e}"));
+        let line = format!("{}\n", cmd.join(" "));
+        let ExecStreams {
+            stdin,
+            mut stdout,
+            mut stderr,
+            mut resize,
+            ..
+        } = streams;
+        if let Some(out) = stdout.as_mut() {
+            out.write_all(line.as_bytes()).await.map_err(io)?;
+            out.flush().await.map_err(io)?;
+        }
+        if let Some(err) = stderr.as_mut() {
+            err.write_all(format!("stderr: {line}").as_bytes())
+                .await
+                .map_err(io)?;
+            err.flush().await.map_err(io)?;
+        }
+        if let Some(mut input) = stdin {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = tokio::select! {
+                    Some(size) = async { resize.as_mut()?.recv().await } => {
+                        self.lock().resizes.push(size);
+                        continue;
+                    }
+                    n = input.read(&mut buf) => n.map_err(io)?,
+                };
+                if n == 0 {
+                    break;
+                }
+                if let Some(out) = stdout.as_mut() {
+                    out.write_all(&buf[..n]).await.map_err(io)?;
+                    out.flush().await.map_err(io)?;
+                }
+            }
+        }
+        if let Some(r) = resize.as_mut() {
+            while let Ok(size) = r.try_recv() {
+                self.lock().resizes.push(size);
+            }
+        }
+        Ok(code)
+    }
+}
