@@ -10,12 +10,16 @@
 //!    watch delivery delays with many watchers; full LISTs of 10k and 100k pods;
 //!    memory once loaded.
 //!
+//! `flotilla bench control-plane` (module [`control_plane`]) measures the
+//! scheduler, the controllers and memory at scale with hollow nodes instead.
+//!
 //! Everything runs on 127.0.0.1, in one temporary directory (on the disk chosen
 //! with `--data-dir`) that is removed afterwards; child processes are killed on
 //! every exit path, including errors and Ctrl-C. Every loop is bounded in count
 //! and in time.
 
 pub mod client;
+pub mod control_plane;
 pub mod etcd;
 pub mod load;
 pub mod report;
@@ -154,7 +158,11 @@ pub struct Options {
 
 /// The `flotilla bench` command line.
 #[derive(clap::Args, Clone, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another suite instead of the API and store benchmarks.
+    #[command(subcommand)]
+    pub suite: Option<Suite>,
     /// Smaller sizes (2k creates, LIST of 10k only, 20 watchers): a smoke test.
     #[arg(long)]
     pub quick: bool,
@@ -180,8 +188,19 @@ pub struct BenchArgs {
     pub keep: bool,
 }
 
+/// The other benchmark suites of `flotilla bench`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Suite {
+    /// Scheduler throughput, Deployment rollout time and memory at scale, with
+    /// hollow nodes (`flotilla sim`).
+    ControlPlane(control_plane::ControlPlaneArgs),
+}
+
 /// Run `flotilla bench`: measure, print, clean up (also on Ctrl-C or SIGTERM).
 pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(Suite::ControlPlane(cp)) = args.suite {
+        return control_plane::run_cli(cp).await;
+    }
     let server = if args.in_process {
         ServerMode::InProcess
     } else {
@@ -524,4 +543,38 @@ async fn measure_server(
         pods,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<BenchArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn suites_on_the_command_line() {
+        let api = parse(&["--quick", "--json"]).expect("api suite");
+        assert!(api.quick && api.json && api.suite.is_none());
+        let cp = parse(&["control-plane", "--quick", "--json", "--nodes", "300"]).expect("cp");
+        assert!(!cp.quick && !cp.json);
+        match cp.suite {
+            Some(Suite::ControlPlane(a)) => {
+                assert!(a.quick && a.json);
+                assert_eq!(a.nodes, Some(300));
+            }
+            None => panic!("no suite parsed"),
+        }
+        // The API suite's flags do not mix with a suite.
+        assert!(parse(&["--quick", "control-plane"]).is_err());
+        assert!(parse(&["control-plane", "--etcd-bin", "/x"]).is_err());
+    }
 }

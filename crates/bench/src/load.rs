@@ -29,7 +29,8 @@ pub fn pod_json(name: &str) -> Bytes {
     ))
 }
 
-fn pods_path() -> String {
+/// The collection path of the benchmark namespace's pods.
+pub fn pods_path() -> String {
     format!("/api/v1/namespaces/{NAMESPACE}/pods")
 }
 
@@ -80,6 +81,34 @@ pub async fn create_pods(
     total: usize,
     deadline: Instant,
 ) -> Result<CreateFigures, BenchError> {
+    let prefix = prefix.to_string();
+    let (figures, _) = create_objects(
+        &pods_path(),
+        client,
+        concurrency,
+        total,
+        deadline,
+        move |i| pod_json(&format!("{prefix}-{i:07}")),
+    )
+    .await?;
+    Ok(figures)
+}
+
+/// POST `total` objects (`body(i)` for i in 0..total) to `path` from `concurrency`
+/// workers, each on its own keep-alive connection (opened before the clock
+/// starts); stops early at `deadline` or after too many failures. Also returns
+/// when the first request was about to be sent.
+pub async fn create_objects<F>(
+    path: &str,
+    client: &ApiClient,
+    concurrency: usize,
+    total: usize,
+    deadline: Instant,
+    body: F,
+) -> Result<(CreateFigures, Instant), BenchError>
+where
+    F: Fn(usize) -> Bytes + Send + Sync + 'static,
+{
     let mut conns = Vec::new();
     for _ in 0..concurrency.max(1) {
         conns.push(client.connect().await?);
@@ -87,17 +116,18 @@ pub async fn create_pods(
     let issued = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let path = Arc::new(pods_path());
+    let path = Arc::new(path.to_string());
+    let body = Arc::new(body);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mut conn in conns {
-        let (issued, errors, first_error, path) = (
+        let (issued, errors, first_error, path, body) = (
             issued.clone(),
             errors.clone(),
             first_error.clone(),
             path.clone(),
+            body.clone(),
         );
-        let prefix = prefix.to_string();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -108,10 +138,9 @@ pub async fn create_pods(
                 {
                     return Ok::<_, BenchError>(latencies);
                 }
-                let body = pod_json(&format!("{prefix}-{i:07}"));
                 let t = Instant::now();
                 match conn
-                    .call(Method::POST, &path, Some(body), &[StatusCode::CREATED])
+                    .call(Method::POST, &path, Some(body(i)), &[StatusCode::CREATED])
                     .await
                 {
                     Ok(_) => latencies.push(t.elapsed()),
@@ -131,7 +160,7 @@ pub async fn create_pods(
     }
     let elapsed = started.elapsed();
     let first_error = first_error.lock().await.take();
-    Ok(CreateFigures {
+    let figures = CreateFigures {
         concurrency,
         created: latencies.len(),
         errors: errors.load(Ordering::Relaxed),
@@ -139,7 +168,8 @@ pub async fn create_pods(
         seconds: elapsed.as_secs_f64(),
         per_sec: rate(latencies.len(), elapsed),
         latency: summarize(&mut latencies),
-    })
+    };
+    Ok((figures, started))
 }
 
 /// `samples` GETs of single pods (cycling through `names`) on one connection.

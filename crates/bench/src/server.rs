@@ -75,6 +75,17 @@ impl ServerUnderTest {
     }
 
     async fn start_child(bin: &Path, data_dir: &Path) -> Result<Self, BenchError> {
+        Self::start_child_with(bin, data_dir, &[]).await
+    }
+
+    /// Start `BIN server` with its data in `data_dir` on a free loopback port,
+    /// with `extra` flags after the fixed ones.
+    pub async fn start_child_with(
+        bin: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Result<Self, BenchError> {
+        std::fs::create_dir_all(data_dir)?;
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path)?;
         let mut child = Command::new(bin)
@@ -82,6 +93,7 @@ impl ServerUnderTest {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--bind-address", "127.0.0.1", "--secure-port", "0"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
