@@ -115,7 +115,7 @@ def _materialise_credentials(kubeconfig: Path, out: Path) -> tuple[str, Path, Pa
     )
 
 
-def _start_cluster(binary: Path, base: Path) -> Cluster:
+def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[str] | None = None) -> Cluster:
     data_dir = base / "data"
     data_dir.mkdir()
     creds = base / "creds"
@@ -132,6 +132,11 @@ def _start_cluster(binary: Path, base: Path) -> Cluster:
     log = open(log_path, "wb")
     cmd = [str(binary), "server", "--data-dir", str(data_dir), "--bind-address", "127.0.0.1",
            "--secure-port", str(port), "--token-auth-file", str(token_file)]
+    if not kubelet:
+        # Control plane only: these clusters use hollow nodes, and as root a
+        # kubelet would make this machine a node of every test cluster.
+        cmd.append("--disable-kubelet")
+    cmd += extra or []
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")
     env.setdefault("NO_COLOR", "1")  # plain server logs in failure reports

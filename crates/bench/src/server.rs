@@ -93,6 +93,8 @@ impl ServerUnderTest {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--bind-address", "127.0.0.1", "--secure-port", "0"])
+            // Control plane only: the benchmark measures it, not a kubelet on this host.
+            .arg("--disable-kubelet")
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

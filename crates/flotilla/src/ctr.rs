@@ -91,6 +91,11 @@ enum CtrCommand {
     },
     /// Create and start a container from a root filesystem directory.
     Run(RunArgs),
+    /// Manage images: ls, pull, import, rm, gc.
+    Images {
+        #[command(subcommand)]
+        command: images::ImagesCommand,
+    },
 }
 
 /// `flotilla ctr run` flags.
@@ -410,6 +415,14 @@ fn show_logs(
 
 /// Run `flotilla ctr …`; returns the process exit code.
 pub fn run(cmd: CtrCmd) -> anyhow::Result<i32> {
+    if let CtrCommand::Images { command } = cmd.command {
+        let root = cmd.data_dir.join("images");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(images::run_cli(command, &root))?;
+        return Ok(0);
+    }
     let rt = Runtime::new(Config::new(&cmd.data_dir)?)?;
     match cmd.command {
         CtrCommand::Ps {
@@ -495,6 +508,7 @@ pub fn run(cmd: CtrCmd) -> anyhow::Result<i32> {
                 println!("{id}");
             }
         }
+        CtrCommand::Images { .. } => unreachable!("handled above"),
         CtrCommand::Run(a) => {
             if !a.rootfs.is_dir() {
                 bail!("--rootfs {} is not a directory", a.rootfs.display());

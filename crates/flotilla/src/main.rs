@@ -5,6 +5,7 @@
 //! component is an API client and also runs alone against a kubeconfig.
 
 mod ctr;
+mod node;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,9 @@ enum Command {
     Sim(SimCmd),
     /// Measure this machine: API throughput/latency, memory, store vs etcd, disk.
     Bench(bench::BenchArgs),
+    /// Run a kubelet (real containers) against an API server, or standalone with
+    /// static pods only (no --kubeconfig).
+    Kubelet(node::KubeletCmd),
     /// Node-local containers without an API server: ps, logs, exec, inspect, stop, rm, run.
     Ctr(ctr::CtrCmd),
     /// Per-container supervisor started by the runtime (internal).
@@ -154,6 +158,14 @@ struct ServerCmd {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run a kubelet in this process (control plane only; nodes join with
+    /// `flotilla kubelet` or hollow nodes with `flotilla sim`).
+    #[arg(long)]
+    disable_kubelet: bool,
+    #[command(flatten)]
+    kubelet: kubelet::KubeletFlags,
+    #[command(flatten)]
+    runtime: node::NodeRuntimeFlags,
 }
 
 #[derive(Args, Clone)]
@@ -259,6 +271,31 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
             }
         }));
     }
+    if with_components && !cmd.disable_kubelet {
+        if nix::unistd::Uid::effective().is_root() {
+            let flags = node::server_kubelet_flags(
+                &cmd.server.data_dir,
+                &running.kubeconfig,
+                cmd.kubelet.clone(),
+            )?;
+            let data_dir = cmd.server.data_dir.clone();
+            let cluster_cidr = cmd.controllers.cluster_cidr.clone();
+            let rflags = cmd.runtime.clone();
+            let token = shutdown.clone();
+            components.push(tokio::spawn(async move {
+                if let Err(e) =
+                    node::run_kubelet(&data_dir, &cluster_cidr, &flags, &rflags, token).await
+                {
+                    tracing::error!("kubelet stopped: {e:#}");
+                }
+            }));
+        } else {
+            tracing::warn!(
+                "not root: running without a kubelet (this machine is not a node); \
+                 pass --disable-kubelet to silence this"
+            );
+        }
+    }
     tokio::select! {
         r = terminated() => r?,
         r = running.task => { r??; }
@@ -330,6 +367,9 @@ fn main() -> anyhow::Result<()> {
                     controllers: ControllerFlags::parse_defaults(),
                     disable_controller_manager: true,
                     disable_scheduler: true,
+                    disable_kubelet: true,
+                    kubelet: kubelet::KubeletFlags::parse_defaults(),
+                    runtime: node::NodeRuntimeFlags::default(),
                 };
                 run_server(cmd, false).await
             }
@@ -343,11 +383,39 @@ fn main() -> anyhow::Result<()> {
                 until_terminated(|token| sim::run(client, cmd.sim, token)).await
             }
             Command::Bench(a) => bench::run_cli(a).await,
+            Command::Kubelet(cmd) => {
+                until_terminated(|token| async move {
+                    node::run_kubelet(
+                        &cmd.data_dir,
+                        &cmd.cluster_cidr,
+                        &cmd.kubelet,
+                        &cmd.runtime,
+                        token,
+                    )
+                    .await
+                })
+                .await
+            }
             Command::Ctr(_) | Command::Shim { .. } => {
                 unreachable!("handled before the async runtime")
             }
         }
     })
+}
+
+trait ParseDefaults {
+    fn parse_defaults() -> Self;
+}
+
+impl ParseDefaults for kubelet::KubeletFlags {
+    fn parse_defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            f: kubelet::KubeletFlags,
+        }
+        Only::parse_from(["flotilla"]).f
+    }
 }
 
 impl ControllerFlags {

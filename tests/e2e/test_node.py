@@ -1,0 +1,132 @@
+"""A real node (issues #4 and #5): `flotilla server` with its kubelet runs pods in
+real containers from an image the test builds from Debian's busybox-static.
+
+Needs root (namespaces, cgroups, overlayfs, veths); skipped loudly otherwise. One
+cluster for the module, on the kubelet's fixed ports (10250, 10248), so no other
+module may start a server with a kubelet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import KUBECTL_133, Kubectl, _start_cluster, _stop
+from e2e_util import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+MAKE_IMAGE = ROOT / "crates" / "images" / "tests" / "fixtures" / "make-busybox-image.sh"
+IMAGE = "localhost/busybox:e2e"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="LOUD SKIP: real containers need root (CI runs as root)")
+
+
+@pytest.fixture(scope="module")
+def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("node")
+    cluster = _start_cluster(flotilla_bin, base, kubelet=True,
+                             extra=["--node-name", "flotilla-e2e-node"])
+    try:
+        # The image, built here and imported into the node's image store.
+        oci = base / "oci"
+        subprocess.run(["bash", str(MAKE_IMAGE), str(oci), "e2e"], check=True,
+                       capture_output=True)
+        archive = base / "busybox.tar"
+        subprocess.run(["tar", "-C", str(oci), "-cf", str(archive), "."], check=True)
+        subprocess.run([str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir), "images",
+                        "import", "--base-name", "localhost/busybox", str(archive)],
+                       check=True, capture_output=True)
+        k = Kubectl(KUBECTL_133, "1.33", cluster.kubeconfig, base / "kubectl-home")
+        wait_for(lambda: "Ready" in k.ok("get", "node", "flotilla-e2e-node"), timeout=60,
+                 message="the server's own node Ready")
+        yield cluster, k
+    finally:
+        _stop(cluster.proc)
+        # Containers outlive the kubelet by design: stop and remove them.
+        ctr = [str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir)]
+        ids = subprocess.run(ctr + ["ps", "-a", "-q", "--no-trunc"], capture_output=True,
+                             text=True).stdout.split()
+        if ids:
+            subprocess.run(ctr + ["rm", "-f", *ids], capture_output=True)
+
+
+def _pod_json(k: Kubectl, name: str) -> dict:
+    return json.loads(k.ok("get", "pod", name, "-o", "json"))
+
+
+def _running_pods(k: Kubectl, app: str) -> list[dict]:
+    items = json.loads(k.ok("get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+    return [p for p in items if p.get("status", {}).get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")]
+
+
+def test_deployment_runs_real_containers(node, flotilla_bin: Path):
+    cluster, k = node
+    node_obj = json.loads(k.ok("get", "node", "flotilla-e2e-node", "-o", "json"))
+    assert "node-role.kubernetes.io/control-plane" in node_obj["metadata"]["labels"]
+    assert node_obj["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("flotilla://")
+    assert node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+
+    k.ok("create", "deployment", "hello", f"--image={IMAGE}", "--",
+         "sh", "-c", "echo started; exec httpd -f -p 80 -h /etc")
+    pods = wait_for(lambda: _running_pods(k, "hello"), timeout=60, message="hello pod Running")
+    pod = pods[0]
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    assert pod["spec"]["nodeName"] == "flotilla-e2e-node"
+    assert pod["status"]["containerStatuses"][0]["ready"] is True
+
+    # The pod's own network: its IP answers from the host, serving the container's /etc.
+    r = wait_for(lambda: _get(f"http://{ip}/hostname"), timeout=20, message="httpd answers")
+    assert r.strip() == name  # the pod's hostname, from its own UTS namespace
+
+    # kubectl logs and exec go API server -> kubelet -> runtime.
+    wait_for(lambda: "started" in k.ok("logs", name), timeout=20, message="log line")
+    p = k("exec", name, "--", "sh", "-c", "echo pid $$; exit 7")
+    assert p.returncode == 7, p.stderr
+    assert p.stdout.strip() == "pid " + p.stdout.strip().split()[-1]
+    # The container's PID namespace: httpd is PID 1.
+    assert k.ok("exec", name, "--", "cat", "/proc/1/cmdline").startswith("httpd")
+
+    # The node-local view shows the kubelet's container with its pod.
+    ps = subprocess.run([str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir), "ps"],
+                        capture_output=True, text=True, check=True).stdout
+    assert name in ps and "Up " in ps
+
+    # Self-healing: delete the pod, a replacement runs in a new container.
+    k.ok("delete", "pod", name, "--wait=false")
+    wait_for(lambda: [p for p in _running_pods(k, "hello") if p["metadata"]["name"] != name],
+             timeout=60, message="replacement pod Running")
+    wait_for(lambda: name not in k.ok("get", "pods"), timeout=60, message="old pod gone")
+    k.ok("delete", "deployment", "hello")
+
+
+def test_crashing_container_restarts_with_back_off(node):
+    _, k = node
+    k.ok("run", "crasher", f"--image={IMAGE}", "--", "sh", "-c", "echo boom; exit 2")
+
+    def restarted():
+        st = _pod_json(k, "crasher").get("status", {}).get("containerStatuses") or []
+        return st and st[0].get("restartCount", 0) >= 2 and st[0]
+    st = wait_for(restarted, timeout=90, message="two restarts")
+    assert st["lastState"]["terminated"]["exitCode"] == 2
+    wait_for(lambda: "CrashLoopBackOff" in k.ok("get", "pod", "crasher"), timeout=60,
+             message="CrashLoopBackOff shown")
+    k.ok("delete", "pod", "crasher", "--wait=false")
+
+
+def _get(url: str) -> str | None:
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        with s:
+            r = s.get(url, timeout=3)
+        return r.text if r.status_code == 200 else None
+    except requests.RequestException:
+        return None
