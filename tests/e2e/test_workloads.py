@@ -558,7 +558,8 @@ def test_noexecute_taint_evicts(kubectl, ns, sim, pool):
     running = wait_running(kubectl, ns, "app=evict", 6)
     wait_running(kubectl, ns, "app=tolerant", 1)
     on_victim = {p["metadata"]["name"] for p in running if p["spec"]["nodeName"] == victim}
-    assert on_victim, f"no pod landed on {victim}; cannot test eviction"
+    assert on_victim, (f"no pod landed on {victim}; cannot test eviction: "
+                       f"{ {p['metadata']['name']: p['spec']['nodeName'] for p in running} }")
     try:
         kubectl.ok("taint", "nodes", victim, "e2e=evict:NoExecute")
         again = wait_running(kubectl, ns, "app=evict", 6, timeout=30,
