@@ -214,11 +214,20 @@ class PodWatch:
         self._stop.set()
         r = self._response
         if r is not None:
+            # The reader thread is blocked in a socket read and holds the lock
+            # of the response's buffered reader, so `close()` alone would wait
+            # for the next event (or the server's timeoutSeconds). Shutting the
+            # socket down for reading first makes that read return at once.
+            try:
+                r.raw.shutdown()
+            except Exception:  # noqa: BLE001 - already released or closed
+                pass
             try:
                 r.close()
             except Exception:  # noqa: BLE001 - closing a stream that is being read
                 pass
         self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "pod watch thread did not stop within 5 s"
         assert not self.errors, self.errors
         with self._lock:
             return list(self.snapshots)

@@ -692,6 +692,22 @@ pub fn field_validation(
     Ok(msgs)
 }
 
+/// The Priority admission plugin on a new Pod: resolve `spec.priorityClassName`
+/// against the stored PriorityClasses (403 Forbidden when it names none).
+async fn admit_priority(server: &ApiServer, pod: &mut Value) -> ApiResult<()> {
+    let Some(class_name) = api::validation::pod_priority_class_name(pod).map(str::to_string) else {
+        return Ok(());
+    };
+    let key = format!("/registry/scheduling.k8s.io/priorityclasses/{class_name}");
+    let class = server.cache.get(&key).await.map(|c| c.value());
+    api::validation::admit_pod_priority(pod, class.as_ref()).map_err(|why| {
+        ApiError::forbidden(format!(
+            "pods \"{}\" is forbidden: {why}",
+            pod["metadata"]["name"].as_str().unwrap_or("")
+        ))
+    })
+}
+
 /// Create an object (POST).
 pub async fn create(
     server: &ApiServer,
@@ -715,6 +731,9 @@ pub async fn create(
     strategy::prepare_create(info, &mut obj);
     crate::custom::prepare_custom(server, info, &mut obj)?;
     crate::adapters::apply_defaults(info, &mut obj);
+    if (info.group.as_str(), info.kind.as_str()) == ("", "Pod") {
+        admit_priority(server, &mut obj).await?;
+    }
     api::validation::apply_admission_defaults_with(
         &info.group,
         &info.kind,

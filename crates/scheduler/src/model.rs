@@ -223,6 +223,65 @@ pub struct SpreadConstraint {
     pub honor_node_affinity: bool,
     /// `nodeTaintsPolicy: Honor` (default `Ignore`).
     pub honor_node_taints: bool,
+    /// One of upstream's system default constraints (see [`system_default_spread`]):
+    /// nodes lacking its topology key are not ignored, the constraint just does not
+    /// count there.
+    pub system_default: bool,
+}
+
+/// Labels that differ between the pods of one controller (a StatefulSet's pod name
+/// and index, a revision hash of a DaemonSet/StatefulSet), left out of the default
+/// spreading selector.
+const PER_POD_LABELS: [&str; 3] = [
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "controller-revision-hash",
+];
+
+/// Upstream's PodTopologySpread "system default" constraints (`ScheduleAnyway`,
+/// hostname max skew 3, zone max skew 5) for a pod that sets no constraints of its
+/// own and is controlled by a ReplicaSet, StatefulSet or ReplicationController.
+///
+/// Upstream's selector is the controller's selector merged with those of the
+/// Services selecting the pod; this scheduler does not watch those objects, so the
+/// selector is the pod's own labels (less [`PER_POD_LABELS`]), which the pods of one
+/// controller share: in practice the same set of pods.
+pub fn system_default_spread(pod: &Pod) -> Vec<SpreadConstraint> {
+    let meta = &pod.metadata;
+    let controlled = meta.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true)
+            && matches!(
+                (o.api_version.as_str(), o.kind.as_str()),
+                ("apps/v1", "ReplicaSet")
+                    | ("apps/v1", "StatefulSet")
+                    | ("v1", "ReplicationController")
+            )
+    });
+    let Some(labels) = meta.labels.as_ref().filter(|_| controlled) else {
+        return Vec::new();
+    };
+    let requirements: Vec<Requirement> = labels
+        .iter()
+        .filter(|(k, _)| !PER_POD_LABELS.contains(&k.as_str()))
+        .filter_map(|(k, v)| Requirement::new(k, Operator::In, vec![v.clone()]).ok())
+        .collect();
+    if requirements.is_empty() {
+        return Vec::new();
+    }
+    let selector = Selector::everything().with_requirements(requirements);
+    [(LABEL_HOSTNAME, 3), (LABEL_ZONE, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| SpreadConstraint {
+            max_skew,
+            topology_key: key.to_string(),
+            hard: false,
+            selector: selector.clone(),
+            min_domains: 1,
+            honor_node_affinity: true,
+            honor_node_taints: false,
+            system_default: true,
+        })
+        .collect()
 }
 
 impl SpreadConstraint {
@@ -253,6 +312,7 @@ impl SpreadConstraint {
             min_domains: c.min_domains.unwrap_or(1).max(1),
             honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
             honor_node_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            system_default: false,
         })
     }
 }
@@ -434,6 +494,13 @@ impl PodInfo {
                 Ok(sc) => spread_constraints.push(sc),
                 Err(e) => parse_error = Some(e),
             }
+        }
+        if spec
+            .topology_spread_constraints
+            .as_ref()
+            .is_none_or(|c| c.is_empty())
+        {
+            spread_constraints = system_default_spread(&pod);
         }
 
         let preempted_by_scheduler = status

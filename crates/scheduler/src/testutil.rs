@@ -324,6 +324,25 @@ impl PodBuilder {
         self
     }
 
+    /// A controller owner reference (`apiVersion`, `kind`, name).
+    pub fn controlled_by(mut self, api_version: &str, kind: &str, name: &str) -> Self {
+        self.pod
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new)
+            .push(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: api_version.into(),
+                    kind: kind.into(),
+                    name: name.into(),
+                    uid: format!("uid-{name}"),
+                    controller: Some(true),
+                    ..Default::default()
+                },
+            );
+        self
+    }
+
     pub fn terminating(mut self) -> Self {
         self.pod.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
         self

@@ -899,3 +899,133 @@ fn node(root: &mut Map<String, Value>) {
         }
     }
 }
+
+/// Upstream's built-in PriorityClasses (created at API server start there) and their
+/// values, used when the store has no object of that name.
+const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] = [
+    ("system-cluster-critical", 2_000_000_000),
+    ("system-node-critical", 2_000_001_000),
+];
+
+/// The `spec.priorityClassName` of a Pod, when it names one.
+pub fn pod_priority_class_name(obj: &Value) -> Option<&str> {
+    obj.get("spec")?
+        .get("priorityClassName")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// Upstream's Priority admission plugin for a new Pod naming a PriorityClass:
+/// `class` is that PriorityClass object (`None` when it does not exist). Sets
+/// `spec.priority` to the class's value and `spec.preemptionPolicy` to the class's
+/// policy (default `PreemptLowerPriority`). A Pod that names no class is left alone.
+///
+/// Errors (the server answers 403 Forbidden with the message) when the class does not
+/// exist, or when the Pod gives a `priority` or `preemptionPolicy` that differs from
+/// what the class computes.
+pub fn admit_pod_priority(obj: &mut Value, class: Option<&Value>) -> Result<(), String> {
+    let Some(name) = pod_priority_class_name(obj).map(str::to_string) else {
+        return Ok(());
+    };
+    let (value, policy) = match class {
+        Some(c) => (
+            c.get("value").and_then(Value::as_i64).unwrap_or(0),
+            c.get("preemptionPolicy")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .unwrap_or("PreemptLowerPriority")
+                .to_string(),
+        ),
+        None => match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == name) {
+            Some((_, v)) => (*v, "PreemptLowerPriority".to_string()),
+            None => return Err(format!("no PriorityClass with name {name} was found")),
+        },
+    };
+    let Some(Value::Object(spec)) = obj.get_mut("spec") else {
+        return Ok(());
+    };
+    match spec.get("priority") {
+        None | Some(Value::Null) => {}
+        Some(p) if p.as_i64() == Some(value) => {}
+        Some(p) => {
+            return Err(format!(
+                "the integer value of priority ({p}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+            ));
+        }
+    }
+    match spec.get("preemptionPolicy").and_then(Value::as_str) {
+        None | Some("") => {}
+        Some(p) if p == policy => {}
+        Some(p) => {
+            return Err(format!(
+                "the string value of PreemptionPolicy ({p}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+            ));
+        }
+    }
+    spec.insert("priority".into(), json!(value));
+    spec.insert("preemptionPolicy".into(), json!(policy));
+    Ok(())
+}
+
+#[cfg(test)]
+mod priority_admission_tests {
+    use super::*;
+
+    fn pod(spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})
+    }
+
+    #[test]
+    fn named_class_sets_priority_and_policy() {
+        let class =
+            json!({"metadata": {"name": "high"}, "value": 100000, "preemptionPolicy": "Never"});
+        let mut p = pod(json!({"priorityClassName": "high", "containers": []}));
+        admit_pod_priority(&mut p, Some(&class)).unwrap();
+        assert_eq!(p["spec"]["priority"], json!(100000));
+        assert_eq!(p["spec"]["preemptionPolicy"], json!("Never"));
+
+        let class = json!({"metadata": {"name": "low"}, "value": 100});
+        let mut p = pod(json!({"priorityClassName": "low"}));
+        admit_pod_priority(&mut p, Some(&class)).unwrap();
+        assert_eq!(p["spec"]["priority"], json!(100));
+        assert_eq!(p["spec"]["preemptionPolicy"], json!("PreemptLowerPriority"));
+        // The later admission defaults keep what the class computed.
+        apply_admission_defaults("", "Pod", &mut p);
+        assert_eq!(p["spec"]["priority"], json!(100));
+    }
+
+    #[test]
+    fn missing_class_and_conflicting_values_are_refused() {
+        let mut p = pod(json!({"priorityClassName": "nope"}));
+        assert_eq!(
+            admit_pod_priority(&mut p, None).unwrap_err(),
+            "no PriorityClass with name nope was found"
+        );
+        assert!(p["spec"].get("priority").is_none());
+
+        let class = json!({"value": 100});
+        let mut p = pod(json!({"priorityClassName": "low", "priority": 7}));
+        let e = admit_pod_priority(&mut p, Some(&class)).unwrap_err();
+        assert!(
+            e.starts_with("the integer value of priority (7) must not be provided"),
+            "{e}"
+        );
+        let mut p = pod(json!({"priorityClassName": "low", "priority": 100}));
+        admit_pod_priority(&mut p, Some(&class)).unwrap();
+
+        let mut p = pod(json!({"priorityClassName": "low", "preemptionPolicy": "Never"}));
+        assert!(admit_pod_priority(&mut p, Some(&class)).is_err());
+    }
+
+    #[test]
+    fn system_classes_and_unnamed_pods() {
+        let mut p = pod(json!({"priorityClassName": "system-node-critical"}));
+        admit_pod_priority(&mut p, None).unwrap();
+        assert_eq!(p["spec"]["priority"], json!(2_000_001_000));
+
+        let mut p = pod(json!({"containers": []}));
+        let before = p.clone();
+        admit_pod_priority(&mut p, None).unwrap();
+        assert_eq!(p, before);
+    }
+}

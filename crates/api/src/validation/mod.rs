@@ -27,8 +27,8 @@ use serde_json::{Map, Value, json};
 pub use batch::parse_cron;
 pub use core_v1::{MAX_SECRET_SIZE, NODE_PORT_RANGE};
 pub use defaults::{
-    DEFAULT_TOLERATION_SECONDS, apply_admission_defaults, apply_admission_defaults_with,
-    apply_defaults, generate_job_selector,
+    DEFAULT_TOLERATION_SECONDS, admit_pod_priority, apply_admission_defaults,
+    apply_admission_defaults_with, apply_defaults, generate_job_selector, pod_priority_class_name,
 };
 pub use meta::{
     validate_annotations, validate_label_selector, validate_labels, validate_object_meta_value,

@@ -9,8 +9,10 @@
 //! whose taints it tolerates, form the domains; nodes lacking a constraint's key are
 //! ignored for counting and fail the filter.
 //!
-//! Upstream also applies "system default" soft constraints to pods owned by
-//! services and controllers; this implementation applies only explicit constraints.
+//! Pods without constraints of their own that a ReplicaSet, StatefulSet or
+//! ReplicationController controls get upstream's "system default" soft constraints
+//! ([`crate::model::system_default_spread`]); a node lacking such a constraint's key
+//! (say, no zone label) is still scored, that constraint just adds nothing there.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +31,7 @@ pub const REASON_LABEL: &str =
 fn has_all_keys(view: &NodeView, constraints: &[SpreadConstraint]) -> bool {
     constraints
         .iter()
-        .all(|c| view.labels.contains_key(&c.topology_key))
+        .all(|c| c.system_default || view.labels.contains_key(&c.topology_key))
 }
 
 /// Whether the node takes part in the constraint's domains for this pod.
@@ -210,10 +212,10 @@ impl Plugin for PodTopologySpread {
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
-                if c.topology_key != LABEL_HOSTNAME {
-                    counts[i]
-                        .entry(view.labels[&c.topology_key].clone())
-                        .or_insert(0i64);
+                if c.topology_key != LABEL_HOSTNAME
+                    && let Some(value) = view.labels.get(&c.topology_key)
+                {
+                    counts[i].entry(value.clone()).or_insert(0i64);
                 }
             }
         }
@@ -237,7 +239,11 @@ impl Plugin for PodTopologySpread {
                 if c.topology_key == LABEL_HOSTNAME || !included(c, pod, view) {
                     continue;
                 }
-                if let Some(n) = counts[i].get_mut(&view.labels[&c.topology_key]) {
+                if let Some(n) = view
+                    .labels
+                    .get(&c.topology_key)
+                    .and_then(|v| counts[i].get_mut(v))
+                {
                     *n += count_matching(node, c, &pod.namespace);
                 }
             }
@@ -393,6 +399,55 @@ mod tests {
                 assert_eq!(s.code, code, "case {i} node {n}: {s:?}");
             }
         }
+    }
+
+    /// A ReplicaSet's pod without constraints of its own gets upstream's system
+    /// default spreading: the node holding none of its siblings wins over a node that
+    /// is emptier otherwise but holds them; nodes without a zone label still count.
+    /// A pod without a controller keeps plain resource scoring.
+    #[test]
+    fn system_default_spread_for_controlled_pods() {
+        let mut w = World::new();
+        for n in ["n0", "n1", "n2"] {
+            w.node(node(n).cpu("2").memory("8Gi").label(LABEL_HOSTNAME, n));
+        }
+        // n2 is the busiest node by requests; n0 and n1 hold two siblings each.
+        w.pod(pod("other").cpu("600m").node("n2"));
+        for (i, n) in ["n0", "n0", "n1", "n1"].into_iter().enumerate() {
+            w.pod(
+                pod(&format!("s{i}"))
+                    .cpu("10m")
+                    .label("app", "evict")
+                    .controlled_by("apps/v1", "ReplicaSet", "evict-1")
+                    .node(n),
+            );
+        }
+        let sibling = pod("p")
+            .cpu("10m")
+            .label("app", "evict")
+            .controlled_by("apps/v1", "ReplicaSet", "evict-1")
+            .build();
+        assert_eq!(sibling.spread_constraints.len(), 2);
+        assert!(
+            sibling
+                .spread_constraints
+                .iter()
+                .all(|c| c.system_default && !c.hard)
+        );
+        let profile = Profile::new("default-scheduler");
+        assert_eq!(w.schedule(&profile, &sibling).as_deref(), Ok("n2"));
+        // Explicit constraints replace the defaults.
+        let explicit = pod("q")
+            .label("app", "evict")
+            .controlled_by("apps/v1", "ReplicaSet", "evict-1")
+            .spread(1, "zone", false, &[("app", "evict")])
+            .build();
+        assert_eq!(explicit.spread_constraints.len(), 1);
+        assert!(!explicit.spread_constraints[0].system_default);
+        // No controller: no default constraints, the emptier nodes win.
+        let bare = pod("r").cpu("10m").label("app", "evict").build();
+        assert!(bare.spread_constraints.is_empty());
+        assert_ne!(w.schedule(&profile, &bare).as_deref(), Ok("n2"));
     }
 
     /// Without PodTopologySpread the pod goes to the zone that already has the most.
