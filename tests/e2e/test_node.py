@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,17 +28,18 @@ IMAGE = "localhost/busybox:e2e"
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0,
                        reason="LOUD SKIP: real containers need root (CI runs as root)"),
-    # Passed in the development checkout (2 passed) but failed in a fresh clone at the end of
-    # the session before it could be diagnosed; kept out of CI until fixed (see the session
-    # note). Run it by hand: FLOTILLA_NODE_E2E=1 pytest tests/e2e/test_node.py
-    pytest.mark.skipif(os.environ.get("FLOTILLA_NODE_E2E") != "1",
-                       reason="LOUD SKIP: real-node e2e not yet green on a fresh clone"),
 ]
 
 
 @pytest.fixture(scope="module")
 def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("node")
+    # The node owns host-wide things (ports 10250/10248, the flotilla0 bridge, the nft
+    # table): a second node on this machine (another test run) would fight over them.
+    for port in (10250, 10248):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"port {port} is taken: another kubelet runs on this machine")
     cluster = _start_cluster(flotilla_bin, base, kubelet=True,
                              extra=["--node-name", "flotilla-e2e-node"])
     try:
@@ -54,6 +56,11 @@ def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         wait_for(lambda: "Ready" in k.ok("get", "node", "flotilla-e2e-node"), timeout=60,
                  message="the server's own node Ready")
         yield cluster, k
+        # Pods leave the node through the kubelet's own teardown (containers, sandbox,
+        # veth, address): delete them all and wait before stopping the server.
+        k("delete", "deployments,pods", "--all", "--wait=false")
+        wait_for(lambda: not json.loads(k.ok("get", "pods", "-o", "json"))["items"],
+                 timeout=60, message="all pods gone from the node")
     finally:
         _stop(cluster.proc)
         # Containers outlive the kubelet by design: stop and remove them.

@@ -8,7 +8,7 @@
 //! 125 nodes, at least 5% and at least 100 nodes). A pod nominated to a node by
 //! preemption tries that node first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rand::Rng;
 
@@ -44,6 +44,10 @@ pub fn num_feasible_nodes_to_find(percentage: u32, all: usize) -> usize {
 pub struct Nominator {
     by_node: HashMap<String, Vec<NominatedPod>>,
     node_of: HashMap<String, String>,
+    /// Pods this scheduler has evicted as preemption victims and not yet seen deleted:
+    /// they count as terminating victims even before the informer reports their
+    /// `deletionTimestamp` (a retry of the preemptor can come first).
+    victims: HashSet<String>,
 }
 
 impl Nominator {
@@ -84,6 +88,22 @@ impl Nominator {
     /// The node a pod is nominated to.
     pub fn node_of(&self, uid: &str) -> Option<&str> {
         self.node_of.get(uid).map(String::as_str)
+    }
+
+    /// Records pods being evicted for a preemptor.
+    pub fn mark_victims<'a>(&mut self, uids: impl IntoIterator<Item = &'a str>) {
+        self.victims.extend(uids.into_iter().map(str::to_string));
+    }
+
+    /// Whether a pod is a preemption victim this scheduler is evicting.
+    pub fn is_victim(&self, uid: &str) -> bool {
+        self.victims.contains(uid)
+    }
+
+    /// Forgets a pod (deleted): its nomination and its victim mark.
+    pub fn forget(&mut self, uid: &str) {
+        self.remove(uid);
+        self.victims.remove(uid);
     }
 }
 

@@ -103,15 +103,21 @@ pub fn preempt(
         cache: s.cache,
         namespaces: s.namespaces,
     };
-    if !pod.nominated_node_name.is_empty()
-        && let Some(slot) = s.cache.slot_of(&pod.nominated_node_name)
+    // The nomination this scheduler holds in memory wins over the pod object's, which
+    // may not yet show the status patch that recorded it.
+    let nominated = s
+        .nominator
+        .node_of(&pod.uid)
+        .unwrap_or(&pod.nominated_node_name);
+    if !nominated.is_empty()
+        && let Some(slot) = s.cache.slot_of(nominated)
         && fit.code_of(slot) != Code::UnschedulableAndUnresolvable
     {
         let node = s.cache.node_at(slot);
-        let terminating_victim = node
-            .pods
-            .iter()
-            .any(|p| priority_of(p) < priority && p.terminating && p.preempted_by_scheduler);
+        let terminating_victim = node.pods.iter().any(|p| {
+            priority_of(p) < priority
+                && ((p.terminating && p.preempted_by_scheduler) || s.nominator.is_victim(&p.uid))
+        });
         if terminating_victim {
             return msg(MSG_TERMINATING);
         }
@@ -521,5 +527,28 @@ mod tests {
             out.message.as_deref(),
             Some("preemption: not eligible due to a terminating pod on the nominated node.")
         );
+    }
+    /// A retry that comes before the informer shows the victim terminating, or the
+    /// preemptor's `nominatedNodeName`, is still held back by the in-memory records.
+    #[test]
+    fn victims_being_evicted_block_another_round_before_the_informer_catches_up() {
+        let mut w = World::new();
+        w.node(node("n1").cpu("1").memory("4Gi"));
+        w.node(node("n2").cpu("1").memory("4Gi"));
+        let v1 = w.pod(pod("v1").cpu("1").priority(1).node("n1"));
+        w.pod(pod("v2").cpu("1").priority(1).node("n2"));
+        let p = pod("p").cpu("1").priority(100).build();
+        w.nominator.add(p.clone(), 100, "n1");
+        w.nominator.mark_victims([v1.uid.as_str()]);
+        let out = run(&w, &Profile::new("default-scheduler"), &p, &[]);
+        assert_eq!(
+            out.message.as_deref(),
+            Some("preemption: not eligible due to a terminating pod on the nominated node.")
+        );
+        assert!(out.victims.is_empty());
+        // Once the victim is gone, its mark goes with it: preemption may run again.
+        w.nominator.forget(&v1.uid);
+        let out = run(&w, &Profile::new("default-scheduler"), &p, &[]);
+        assert_eq!(out.victims.len(), 1, "{:?}", out.message);
     }
 }

@@ -338,11 +338,16 @@ impl Scheduler {
             return;
         }
         let (priority, _) = self.effective_priority(&pod);
-        if pod.nominated_node_name.is_empty() {
-            self.nominator.remove(&pod.uid);
+        // An update without `nominatedNodeName` can arrive right after this scheduler
+        // nominated the pod (the status patch still in flight): keep the in-memory
+        // nomination then, as upstream does; outcomes and deletion clear it.
+        let node = if pod.nominated_node_name.is_empty() {
+            self.nominator.node_of(&pod.uid).map(str::to_string)
         } else {
-            self.nominator
-                .add(pod.clone(), priority, &pod.nominated_node_name.clone());
+            Some(pod.nominated_node_name.clone())
+        };
+        if let Some(node) = node {
+            self.nominator.add(pod.clone(), priority, &node);
         }
         self.queue.add(pod, priority, now);
     }
@@ -355,7 +360,7 @@ impl Scheduler {
             b.live = false;
         }
         self.queue.delete(uid);
-        self.nominator.remove(uid);
+        self.nominator.forget(uid);
     }
 
     fn node_apply(&mut self, view: NodeView) {
@@ -463,6 +468,8 @@ impl Scheduler {
                             self.patch_status(other.clone(), None, Some(String::new()));
                         }
                         if !outcome.victims.is_empty() {
+                            self.nominator
+                                .mark_victims(outcome.victims.iter().map(|v| v.uid.as_str()));
                             self.queue.block(&pod.uid);
                             self.evict(pod.clone(), node.to_string(), outcome.victims);
                         }
