@@ -67,8 +67,8 @@ enum CtrCommand {
         interactive: bool,
         /// Container id (or unique prefix).
         id: String,
-        /// The command.
-        #[arg(last = true, required = true)]
+        /// The command and its arguments (as with `docker exec`, `--` is optional).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
     /// Stop containers: stop signal, grace period, then SIGKILL.

@@ -351,7 +351,19 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     let cli = match cli.command {
-        Command::Ctr(cmd) => std::process::exit(ctr::run(cmd)?),
+        Command::Ctr(cmd) => {
+            // A command-line tool piped into `head` ends quietly on a closed stdout,
+            // as ps/docker do, instead of panicking on EPIPE (Rust ignores SIGPIPE).
+            // SAFETY: setting a signal's disposition to the default, before any thread
+            // starts; no handler runs.
+            unsafe {
+                let _ = nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGPIPE,
+                    nix::sys::signal::SigHandler::SigDfl,
+                );
+            }
+            std::process::exit(ctr::run(cmd)?)
+        }
         Command::Shim { args } => std::process::exit(runtime::shim::main(args)),
         command => Cli { command },
     };

@@ -45,6 +45,9 @@ pub fn default_static_pod_path(data_dir: &Path) -> PathBuf {
     }
 }
 
+/// The pod network of a standalone kubelet (no API server to allocate one).
+pub const STANDALONE_POD_CIDR: &str = "10.88.0.0/16";
+
 /// Runs a kubelet on the real runtime until `shutdown`.
 pub async fn run_kubelet(
     data_dir: &Path,
@@ -62,16 +65,31 @@ pub async fn run_kubelet(
     rcfg.cluster_dns = cfg.config.kubelet.cluster_dns.clone();
     rcfg.cluster_domain = cfg.config.kubelet.cluster_domain.clone();
     rcfg.cluster_cidr = cluster_cidr.parse().ok();
-    let node_runtime = Arc::new(agent::NodeRuntime::open(rcfg)?);
     let node_name = cfg.config.node_name.clone();
-    let configured_cidr = cfg.config.kubelet.pod_cidr.clone();
+    let mut configured_cidr = cfg.config.kubelet.pod_cidr.clone();
+    if configured_cidr.is_empty() && cfg.config.kubeconfig.is_none() {
+        // Standalone (static pods only): no controller manager hands out a podCIDR,
+        // so the node takes a private default of its own, alone in its "cluster".
+        configured_cidr = STANDALONE_POD_CIDR.to_string();
+        rcfg.cluster_cidr = None;
+        tracing::info!("standalone kubelet: pod network on {STANDALONE_POD_CIDR}");
+    }
+    if let (Some(cluster), Ok(pod)) = (rcfg.cluster_cidr, configured_cidr.parse::<ipnet::IpNet>())
+        && !cluster.contains(&pod)
+    {
+        tracing::warn!(
+            "podCIDR {pod} lies outside the cluster CIDR {cluster}: masquerading all but the pod CIDR"
+        );
+        rcfg.cluster_cidr = None;
+    }
+    let node_runtime = Arc::new(agent::NodeRuntime::open(rcfg)?);
     let client = match &cfg.config.kubeconfig {
         Some(p) => Some(crate::kube_client(p).await?),
         None => None,
     };
-    // The pod network starts on the node's podCIDR: the configured one, else the
-    // one the controller manager allocates (watched on the Node), else, standalone,
-    // a private default.
+    // The pod network starts on the node's podCIDR: the configured one (or the
+    // standalone default), else the one the controller manager allocates (watched on
+    // the Node).
     let nr = node_runtime.clone();
     let token = shutdown.clone();
     let watch_client = client.clone();
@@ -88,11 +106,6 @@ pub async fn run_kubelet(
             return;
         }
         let Some(client) = watch_client else {
-            let standalone = "10.88.0.0/16".parse().expect("valid CIDR");
-            tracing::info!("standalone kubelet: pod network on {standalone}");
-            if let Err(e) = nr.set_pod_cidr(standalone).await {
-                tracing::error!("pod network: {e}");
-            }
             return;
         };
         let nodes: kube::Api<Node> = kube::Api::all(client);

@@ -80,6 +80,22 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>) -> Result<Errs, Err
         &spec,
         Some(&old_pod.metadata),
     ));
+    // A mirror pod stays a mirror pod and a regular pod never becomes one: the
+    // kubelet owns that annotation (upstream's ValidateImmutableAnnotation).
+    let mirror_of = |m: &ObjectMeta| {
+        m.annotations
+            .as_ref()
+            .and_then(|a| a.get(MIRROR_ANNOTATION))
+            .cloned()
+    };
+    let (new_mirror, old_mirror) = (mirror_of(&pod.metadata), mirror_of(&old_pod.metadata));
+    if new_mirror != old_mirror {
+        errs.push(FieldError::invalid(
+            format!("metadata.annotations.{MIRROR_ANNOTATION}"),
+            new_mirror.unwrap_or_default(),
+            "field is immutable",
+        ));
+    }
     if let Some(stop) = validate_container_updates(
         &spec.containers,
         &old_spec.containers,

@@ -1101,3 +1101,29 @@ fn undecodable_objects_are_reported() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].kind, FieldErrorType::TypeInvalid);
 }
+
+#[test]
+fn the_mirror_pod_annotation_is_immutable() {
+    let mut mirror =
+        pod(json!({"nodeName": "n1", "containers": [{"name": "web", "image": "nginx:1"}]}));
+    mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "abc"});
+    let mut old = mirror.clone();
+    apply_defaults("", "v1", "Pod", &mut old);
+    let old = stored(old, "5");
+    // The image may change (as for any pod); the annotation may not.
+    let mut image = stored(mirror.clone(), "5");
+    image["spec"]["containers"][0]["image"] = json!("nginx:2");
+    let errs = check("", "Pod", image, Some(&old));
+    assert!(errs.is_empty(), "{errs:?}");
+    for annotations in [json!({}), json!({"kubernetes.io/config.mirror": "other"})] {
+        let mut changed = stored(mirror.clone(), "5");
+        changed["metadata"]["annotations"] = annotations;
+        let errs = check("", "Pod", changed, Some(&old));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].field,
+            "metadata.annotations.kubernetes.io/config.mirror"
+        );
+        assert_eq!(errs[0].detail, "field is immutable");
+    }
+}
