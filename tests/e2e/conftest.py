@@ -115,6 +115,13 @@ def _materialise_credentials(kubeconfig: Path, out: Path) -> tuple[str, Path, Pa
     )
 
 
+# Test nodes relax the disk eviction thresholds: the build machines run with little
+# free disk (cargo's target dirs), and upstream's defaults (nodefs.available<10%) would
+# taint the node with disk-pressure and keep every pod Pending.
+KUBELET_TEST_FLAGS = ["--eviction-hard",
+                      "memory.available<100Mi,nodefs.available<1%,imagefs.available<1%"]
+
+
 def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[str] | None = None) -> Cluster:
     data_dir = base / "data"
     data_dir.mkdir()
@@ -136,6 +143,8 @@ def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[
         # Control plane only: these clusters use hollow nodes, and as root a
         # kubelet would make this machine a node of every test cluster.
         cmd.append("--disable-kubelet")
+    else:
+        cmd += KUBELET_TEST_FLAGS
     cmd += extra or []
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")

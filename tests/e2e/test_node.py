@@ -144,3 +144,88 @@ def _get(url: str) -> str | None:
         return r.text if r.status_code == 200 else None
     except requests.RequestException:
         return None
+
+
+def test_config_map_secret_and_downward_api_volumes(node):
+    _, k = node
+    k.ok("create", "configmap", "web-config", "--from-literal=greeting=hello from a config map",
+         "--from-literal=other=x")
+    k.ok("create", "secret", "generic", "web-secret", "--from-literal=password=s3cret")
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "volumes", "labels": {"app": "volumes", "tier": "web"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": IMAGE, "command": ["sleep", "3600"],
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/config"},
+                    {"name": "secret", "mountPath": "/etc/secret"},
+                    {"name": "info", "mountPath": "/etc/podinfo"},
+                    {"name": "all", "mountPath": "/etc/all"},
+                ],
+            }],
+            "volumes": [
+                {"name": "config", "configMap": {"name": "web-config",
+                                                  "items": [{"key": "greeting", "path": "conf/greeting.txt"}]}},
+                {"name": "secret", "secret": {"secretName": "web-secret", "defaultMode": 0o400}},
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "all", "projected": {"sources": [
+                    {"configMap": {"name": "web-config"}},
+                    {"secret": {"name": "web-secret"}}]}},
+            ],
+        },
+    }
+    k.ok("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        wait_for(lambda: _pod_json(k, "volumes").get("status", {}).get("phase") == "Running",
+                 timeout=60, message="pod with volumes Running")
+        cat = lambda path: k.ok("exec", "volumes", "--", "cat", path)  # noqa: E731
+        assert cat("/etc/config/conf/greeting.txt") == "hello from a config map"
+        assert cat("/etc/secret/password") == "s3cret"
+        assert k.ok("exec", "volumes", "--", "stat", "-L", "-c", "%a", "/etc/secret/password").strip() == "400"
+        assert cat("/etc/podinfo/name") == "volumes"
+        assert cat("/etc/podinfo/labels").splitlines() == ['app="volumes"', 'tier="web"']
+        assert sorted(k.ok("exec", "volumes", "--", "ls", "/etc/all").split()) == ["greeting", "other", "password"]
+        # Read-only, as upstream mounts them.
+        p = k("exec", "volumes", "--", "sh", "-c", "echo x > /etc/config/new")
+        assert p.returncode != 0
+    finally:
+        k("delete", "pod", "volumes", "--wait=false")
+        k("delete", "configmap", "web-config")
+        k("delete", "secret", "web-secret")
+
+
+def test_missing_config_map_holds_the_pod_with_failed_mount(node):
+    _, k = node
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nomap"},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"],
+                                 "volumeMounts": [{"name": "c", "mountPath": "/c"}]}],
+                 "volumes": [{"name": "c", "configMap": {"name": "absent"}}]},
+    }
+    k.ok("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        ev = wait_for(lambda: [e for e in json.loads(k.ok("get", "events", "-o", "json"))["items"]
+                               if e["reason"] == "FailedMount"
+                               and e["involvedObject"]["name"] == "nomap"],
+                      timeout=60, message="FailedMount event")
+        assert 'configmap "absent" not found' in ev[0]["message"], ev[0]
+        def creating():
+            st = _pod_json(k, "nomap").get("status", {})
+            cs = st.get("containerStatuses") or [{}]
+            return (st.get("phase") == "Pending"
+                    and cs[0].get("state", {}).get("waiting", {}).get("reason") == "ContainerCreating")
+        wait_for(creating, timeout=30, message="Pending, ContainerCreating")
+        assert "ContainerCreating" in k.ok("get", "pod", "nomap")
+        # Creating the config map lets the pod start.
+        k.ok("create", "configmap", "absent", "--from-literal=k=v")
+        wait_for(lambda: _pod_json(k, "nomap")["status"].get("phase") == "Running", timeout=90,
+                 message="pod Running once the config map exists")
+        assert k.ok("exec", "nomap", "--", "cat", "/c/k") == "v"
+    finally:
+        k("delete", "pod", "nomap", "--wait=false")
+        k("delete", "configmap", "absent")

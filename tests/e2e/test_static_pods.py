@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import KUBECTL_133, KUBECTL_120, Kubectl, _start_cluster, _stop
+from conftest import KUBECTL_133, KUBECTL_120, KUBELET_TEST_FLAGS, Kubectl, _start_cluster, _stop
 from e2e_util import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,8 @@ def test_static_pods_without_an_api_server(flotilla_bin: Path, tmp_path: Path):
     ctr.import_image(tmp_path)
     node = "static-e2e"
     cmd = [str(flotilla_bin), "kubelet", "--data-dir", str(data), "--root-dir",
-           str(tmp_path / "kubelet"), "--pod-manifest-path", str(manifests), "--node-name", node]
+           str(tmp_path / "kubelet"), "--pod-manifest-path", str(manifests), "--node-name", node,
+           *KUBELET_TEST_FLAGS]
     log_path = tmp_path / "kubelet.log"
 
     def start() -> subprocess.Popen:

@@ -535,7 +535,8 @@ impl PodRuntime for NodeRuntime {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let mounts = volumes::mounts_for(&self.cfg.pods_dir(), pod, c).map_err(err)?;
+        let mounts =
+            volumes::mounts_for(&self.cfg.pods_dir(), pod, c, &config.volume_files).map_err(err)?;
         let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
         let sc = c.security_context.as_ref();
         let caps = sc.and_then(|s| s.capabilities.as_ref());

@@ -1,11 +1,18 @@
 //! Volumes as host directories the runtime bind-mounts: `emptyDir` (a directory per
-//! pod under `<data-dir>/agent/pods/<uid>/volumes/`) and `hostPath` (with its `type`
-//! checks). Volumes whose contents come from the API (configMap, secret, downwardAPI,
-//! projected) are refused with a clear error until the kubelet fills them.
+//! pod under `<data-dir>/agent/pods/<uid>/volumes/`), `hostPath` (with its `type`
+//! checks), and the volumes whose files the kubelet reads from the API (configMap,
+//! secret, downwardAPI, projected), written here as upstream's atomic writer lays
+//! them out: the files in a timestamped directory, `..data` pointing at it, and each
+//! top-level name a symlink through `..data` — so an update swaps one symlink and a
+//! reader never sees half of it. Those mounts are read-only, as upstream's.
 
 use std::path::{Component, Path, PathBuf};
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use kubelet::volumes::VolumeFile;
 use runtime::MountSpec;
 
 /// Why a container's volumes cannot be prepared.
@@ -125,8 +132,113 @@ fn host_path_dir(
     Ok(path)
 }
 
+/// Writes a volume's files into `dir` the way upstream's atomic writer does (see the
+/// module docs); rewriting with the same files changes nothing visible, with other
+/// files swaps `..data` in one rename and drops names no longer present.
+pub fn write_atomic(dir: &Path, files: &[VolumeFile]) -> Result<(), VolumeError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    let data_link = dir.join("..data");
+    // Same contents: nothing to do (a rewrite would bump mtimes for readers).
+    if let Ok(current) = std::fs::read_link(&data_link)
+        && same_contents(&dir.join(&current), files)
+    {
+        return Ok(());
+    }
+    let stamp = format!(
+        "..{}.{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+        std::process::id()
+    );
+    let ts_dir = dir.join(&stamp);
+    std::fs::create_dir(&ts_dir).map_err(io(format!("create {}", ts_dir.display())))?;
+    let mut top: Vec<String> = Vec::new();
+    for f in files {
+        let rel = Path::new(&f.path);
+        if rel.is_absolute()
+            || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+            || f.path.starts_with("..")
+        {
+            let _ = std::fs::remove_dir_all(&ts_dir);
+            return Err(VolumeError::SubPath {
+                name: dir.display().to_string(),
+                sub: f.path.clone(),
+            });
+        }
+        let target = ts_dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
+        }
+        std::fs::write(&target, &f.data).map_err(io(format!("write {}", target.display())))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))
+            .map_err(io(format!("chmod {}", target.display())))?;
+        if let Some(std::path::Component::Normal(first)) = rel.components().next() {
+            let first = first.to_string_lossy().into_owned();
+            if !top.contains(&first) {
+                top.push(first);
+            }
+        }
+    }
+    let old = std::fs::read_link(&data_link).ok();
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&stamp, &tmp_link)
+        .map_err(io(format!("symlink {}", tmp_link.display())))?;
+    std::fs::rename(&tmp_link, &data_link)
+        .map_err(io(format!("rename {}", data_link.display())))?;
+    for name in &top {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)
+                .map_err(io(format!("symlink {}", link.display())))?;
+        }
+    }
+    // Names gone from the new contents, and the previous timestamped directory.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !n.starts_with("..") && !top.contains(&n) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Some(old) = old.filter(|o| o.as_os_str() != stamp.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(())
+}
+
+fn same_contents(dir: &Path, files: &[VolumeFile]) -> bool {
+    let mut count = 0usize;
+    fn walk(d: &Path, n: &mut usize) {
+        if let Ok(es) = std::fs::read_dir(d) {
+            for e in es.flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path(), n),
+                    Ok(_) => *n += 1,
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    walk(dir, &mut count);
+    count == files.len()
+        && files.iter().all(|f| {
+            let p = dir.join(&f.path);
+            std::fs::read(&p).is_ok_and(|d| d == f.data)
+                && std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o7777 == f.mode)
+        })
+}
+
 /// The bind mounts of one container, preparing emptyDirs on the way.
-pub fn mounts_for(pods: &Path, pod: &Pod, c: &Container) -> Result<Vec<MountSpec>, VolumeError> {
+pub fn mounts_for(
+    pods: &Path,
+    pod: &Pod,
+    c: &Container,
+    files: &BTreeMap<String, Vec<VolumeFile>>,
+) -> Result<Vec<MountSpec>, VolumeError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let volumes: &[Volume] = pod
         .spec
@@ -139,6 +251,7 @@ pub fn mounts_for(pods: &Path, pod: &Pod, c: &Container) -> Result<Vec<MountSpec
             .iter()
             .find(|v| v.name == vm.name)
             .ok_or_else(|| VolumeError::Missing(vm.name.clone()))?;
+        let mut api_volume = false;
         let mut host = if v.empty_dir.is_some() {
             let d = pod_dir(pods, &uid)?
                 .join("volumes")
@@ -148,6 +261,20 @@ pub fn mounts_for(pods: &Path, pod: &Pod, c: &Container) -> Result<Vec<MountSpec
             d
         } else if let Some(hp) = &v.host_path {
             host_path_dir(&v.name, hp)?
+        } else if kubelet::volumes::is_api_volume(v) {
+            let Some(contents) = files.get(&v.name) else {
+                return Err(VolumeError::Unsupported {
+                    name: v.name.clone(),
+                    kind: kind_of(v),
+                });
+            };
+            let d = pod_dir(pods, &uid)?
+                .join("volumes")
+                .join(kind_of(v))
+                .join(&v.name);
+            write_atomic(&d, contents)?;
+            api_volume = true;
+            d
         } else {
             return Err(VolumeError::Unsupported {
                 name: v.name.clone(),
@@ -163,14 +290,14 @@ pub fn mounts_for(pods: &Path, pod: &Pod, c: &Container) -> Result<Vec<MountSpec
                 });
             }
             host = host.join(p);
-            if !host.exists() {
+            if !host.exists() && !api_volume {
                 std::fs::create_dir_all(&host).map_err(io(format!("create {}", host.display())))?;
             }
         }
         out.push(MountSpec {
             host_path: host,
             container_path: vm.mount_path.clone(),
-            readonly: vm.read_only.unwrap_or(false),
+            readonly: api_volume || vm.read_only.unwrap_or(false),
         });
     }
     Ok(out)
@@ -208,7 +335,7 @@ mod tests {
             }]),
             ..Default::default()
         };
-        let m = mounts_for(tmp.path(), &pod, &c).unwrap();
+        let m = mounts_for(tmp.path(), &pod, &c, &BTreeMap::new()).unwrap();
         assert_eq!(m.len(), 1);
         assert!(m[0].host_path.is_dir());
         assert_eq!(m[0].container_path, "/data");
@@ -225,12 +352,46 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            mounts_for(tmp.path(), &pod, &bad),
+            mounts_for(tmp.path(), &pod, &bad, &BTreeMap::new()),
             Err(VolumeError::Missing(_))
         ));
         assert!(matches!(
             remove_pod_dir(tmp.path(), "../x"),
             Err(VolumeError::BadUid(_))
         ));
+    }
+
+    #[test]
+    fn api_volume_files_are_swapped_atomically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("cfg");
+        let f = |path: &str, data: &str, mode: u32| VolumeFile {
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+            mode,
+        };
+        write_atomic(&d, &[f("a", "1", 0o644), f("sub/b", "2", 0o400)]).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "1");
+        assert_eq!(std::fs::read_to_string(d.join("sub/b")).unwrap(), "2");
+        assert_eq!(
+            std::fs::metadata(d.join("sub/b"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o400
+        );
+        assert!(std::fs::symlink_metadata(d.join("a")).unwrap().is_symlink());
+        let first = std::fs::read_link(d.join("..data")).unwrap();
+        // Same contents: untouched.
+        write_atomic(&d, &[f("a", "1", 0o644), f("sub/b", "2", 0o400)]).unwrap();
+        assert_eq!(std::fs::read_link(d.join("..data")).unwrap(), first);
+        // New contents: swapped, removed names gone, the old directory removed.
+        write_atomic(&d, &[f("a", "3", 0o644)]).unwrap();
+        assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "3");
+        assert!(std::fs::symlink_metadata(d.join("sub")).is_err());
+        assert!(!d.join(&first).exists());
+        // Escaping paths are refused.
+        assert!(write_atomic(&d, &[f("../x", "", 0o644)]).is_err());
     }
 }

@@ -595,6 +595,27 @@ pub struct KubeletFlags {
     /// default route).
     #[arg(long = "node-ip")]
     pub node_ip: Option<IpAddr>,
+    /// Hard eviction thresholds, replacing the configured ones
+    /// (`memory.available<100Mi,nodefs.available<10%`), as upstream's flag.
+    #[arg(long = "eviction-hard", value_delimiter = ',')]
+    pub eviction_hard: Vec<String>,
+}
+
+/// Parses `--eviction-hard` items (`signal<quantity-or-percentage`).
+pub fn parse_eviction_thresholds(
+    items: &[String],
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let Some((signal, value)) = item.split_once('<') else {
+            return Err(ConfigError::Flag {
+                flag: "--eviction-hard".into(),
+                message: format!("{item:?}: expected signal<value, e.g. nodefs.available<10%"),
+            });
+        };
+        out.insert(signal.trim().to_string(), value.trim().to_string());
+    }
+    Ok(out)
 }
 
 /// Configuration after merging file and flags.
@@ -695,6 +716,13 @@ pub fn merge_into(
     }
     if !flags.register_with_taints.is_empty() {
         kubelet.register_with_taints = parse_taints(&flags.register_with_taints)?;
+    }
+    if !flags.eviction_hard.is_empty() {
+        kubelet.eviction_hard = Some(parse_eviction_thresholds(&flags.eviction_hard)?);
+        kubelet.validate().map_err(|e| ConfigError::Flag {
+            flag: "--eviction-hard".into(),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -863,6 +891,23 @@ volumeStatsAggPeriod: 0s
         assert_eq!(m.kubelet.register_with_taints.len(), 2);
         assert_eq!(m.kubelet.register_with_taints[1].key, "gpu");
         assert_eq!(m.kubelet.register_with_taints[1].value, None);
+        let evict = KubeletFlags {
+            eviction_hard: vec!["nodefs.available<1%".into(), "memory.available<50Mi".into()],
+            ..Default::default()
+        };
+        let m = merge(&evict).expect("merge");
+        assert_eq!(
+            m.kubelet.eviction_hard,
+            Some(BTreeMap::from([
+                ("memory.available".to_string(), "50Mi".to_string()),
+                ("nodefs.available".to_string(), "1%".to_string()),
+            ]))
+        );
+        let bad_evict = KubeletFlags {
+            eviction_hard: vec!["nodefs.available=1%".into()],
+            ..Default::default()
+        };
+        assert!(merge(&bad_evict).is_err());
         let bad = KubeletFlags {
             register_with_taints: vec!["x=y:Sometimes".into()],
             ..Default::default()

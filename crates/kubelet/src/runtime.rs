@@ -56,6 +56,9 @@ pub struct ContainerConfig {
     pub attempt: u32,
     /// Whether this is an init container.
     pub init: bool,
+    /// Files of the API-sourced volumes (configMap, secret, downwardAPI, projected)
+    /// the container mounts, by volume name; the runtime writes and mounts them.
+    pub volume_files: std::collections::BTreeMap<String, Vec<crate::volumes::VolumeFile>>,
 }
 
 /// Container lifecycle state as the runtime knows it.

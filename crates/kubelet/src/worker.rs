@@ -240,6 +240,58 @@ impl Worker {
         }
     }
 
+    /// A config map's `data` and `binaryData` as bytes (volumes).
+    async fn config_map_bytes(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, String> {
+        let Some(client) = &self.ctx.client else {
+            return Ok(None);
+        };
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+        match api.get_opt(name).await {
+            Ok(cm) => Ok(cm.map(|cm| {
+                let mut out: std::collections::BTreeMap<String, Vec<u8>> = cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                out.extend(
+                    cm.binary_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0)),
+                );
+                out
+            })),
+            Err(e) => Err(format!("reading configmap {ns}/{name}: {e}")),
+        }
+    }
+
+    /// A secret's `data` as bytes (volumes).
+    async fn secret_bytes(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, String> {
+        let Some(client) = &self.ctx.client else {
+            return Ok(None);
+        };
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+        match api.get_opt(name).await {
+            Ok(s) => Ok(s.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect()
+            })),
+            Err(e) => Err(format!("reading secret {ns}/{name}: {e}")),
+        }
+    }
+
     fn field(&self, pod: &Pod, path: &str, pod_ip: &str) -> String {
         let m = &pod.metadata;
         match path {
@@ -408,12 +460,43 @@ impl Worker {
                 return;
             }
         };
+        let volume_files = match crate::volumes::container_volume_files(
+            &VolumeReader {
+                worker: self,
+                pod_ip: &pod_ip,
+            },
+            pod,
+            c,
+        )
+        .await
+        {
+            Ok(files) => files,
+            Err(msg) => {
+                self.event(
+                    pod,
+                    None,
+                    WARNING,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {msg}"),
+                )
+                .await;
+                self.waiting.insert(
+                    name.into(),
+                    Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    },
+                );
+                return;
+            }
+        };
         let config = ContainerConfig {
             spec: c.clone(),
             image: image_info,
             env,
             attempt,
             init,
+            volume_files,
         };
         let id = match rt.create_container(pod, sandbox, &config).await {
             Ok(id) => id,
@@ -902,6 +985,55 @@ pub fn resource_value(
         return Err("divisor must be positive".into());
     }
     Ok(((num + den - 1) / den).to_string())
+}
+
+/// The worker's view of the API for volume contents.
+struct VolumeReader<'a> {
+    worker: &'a Worker,
+    pod_ip: &'a str,
+}
+
+#[async_trait::async_trait]
+impl crate::volumes::VolumeSource for VolumeReader<'_> {
+    async fn config_map(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, String> {
+        self.worker.config_map_bytes(ns, name).await
+    }
+    async fn secret(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, String> {
+        self.worker.secret_bytes(ns, name).await
+    }
+    fn field(&self, pod: &Pod, path: &str) -> String {
+        match path {
+            // Whole maps, as upstream formats them: `key="value"` lines, sorted.
+            "metadata.labels" | "metadata.annotations" => {
+                let m = if path == "metadata.labels" {
+                    &pod.metadata.labels
+                } else {
+                    &pod.metadata.annotations
+                };
+                m.iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            _ => self.worker.field(pod, path, self.pod_ip),
+        }
+    }
+    fn resource(
+        &self,
+        c: &Container,
+        r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+    ) -> Result<String, String> {
+        resource_value(c, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ async fn start() -> Node {
                 env: Vec::new(),
                 attempt: 0,
                 init: false,
+                volume_files: Default::default(),
             },
         )
         .await
@@ -292,6 +293,7 @@ async fn previous_reads_the_attempt_before_the_latest() {
                 env: Vec::new(),
                 attempt: 1,
                 init: false,
+                volume_files: Default::default(),
             },
         )
         .await
