@@ -122,11 +122,13 @@ KUBELET_TEST_FLAGS = ["--eviction-hard",
                       "memory.available<100Mi,nodefs.available<1%,imagefs.available<1%"]
 
 
-def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[str] | None = None) -> Cluster:
+def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[str] | None = None,
+                   port: int | None = None) -> Cluster:
+    # A second start on the same base restarts the cluster on its data.
     data_dir = base / "data"
-    data_dir.mkdir()
+    data_dir.mkdir(exist_ok=True)
     creds = base / "creds"
-    creds.mkdir()
+    creds.mkdir(exist_ok=True)
     tokens = {ADMIN_TOKEN_USER: secrets.token_hex(16), PLAIN_TOKEN_USER: secrets.token_hex(16)}
     token_file = base / "tokens.csv"
     # Upstream's static token file: token,user,uid,"group1,group2"
@@ -134,9 +136,9 @@ def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[
         f'{tokens[ADMIN_TOKEN_USER]},{ADMIN_TOKEN_USER},uid-e2e-admin,"system:masters"\n'
         f"{tokens[PLAIN_TOKEN_USER]},{PLAIN_TOKEN_USER},uid-e2e-plain\n"
     )
-    port = _free_port()
+    port = port or _free_port()
     log_path = base / "flotilla-server.log"
-    log = open(log_path, "wb")
+    log = open(log_path, "ab")
     cmd = [str(binary), "server", "--data-dir", str(data_dir), "--bind-address", "127.0.0.1",
            "--secure-port", str(port), "--token-auth-file", str(token_file)]
     if not kubelet:

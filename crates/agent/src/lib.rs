@@ -481,6 +481,19 @@ impl PodRuntime for NodeRuntime {
         Ok(())
     }
 
+    async fn list_sandbox_uids(&self) -> Result<Vec<String>, RuntimeError> {
+        let rt = self.runtime.clone();
+        blocking(move || {
+            Ok(rt
+                .list_sandboxes()
+                .map_err(err)?
+                .into_iter()
+                .map(|s| s.spec.uid)
+                .collect())
+        })
+        .await
+    }
+
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         match self.images.get(image) {
             Ok(info) => Ok(Some(ImageInfo {

@@ -200,7 +200,10 @@ pub async fn run_with_client(
         shutdown: shutdown.clone(),
         file_pods: Vec::new(),
         api_pods: HashMap::new(),
-        api_synced: false,
+        api_synced: client.is_none(),
+        file_synced: k.static_pod_path.is_empty(),
+        cleaning: Arc::new(Mutex::new(std::collections::HashSet::new())),
+        next_cleanup: tokio::time::Instant::now(),
         workers: HashMap::new(),
         sent: HashMap::new(),
     };
@@ -226,6 +229,7 @@ pub async fn run_with_client(
                 m.apply(update);
             }
             _ = tick.tick() => {
+                m.cleanup_orphans().await;
                 if let Some(client) = &client {
                     if let (true, Some(uid)) = (m.api_synced, handle.uid()) {
                         mirror::reconcile(client, &node_name, &uid, &m.file_pods, &m.api_pods).await;
@@ -295,6 +299,11 @@ async fn start_servers(
     Ok(i32::from(bound.port()))
 }
 
+/// How often the kubelet looks for orphaned pods.
+const ORPHAN_CLEANUP_PERIOD: Duration = Duration::from_secs(10);
+/// Grace period for the containers of an orphaned pod (its spec is gone).
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
 struct Manager {
     ctx: Arc<worker::WorkerContext>,
     shutdown: CancellationToken,
@@ -302,15 +311,88 @@ struct Manager {
     /// API pods by `namespace/name` (mirror pods included).
     api_pods: HashMap<String, Pod>,
     api_synced: bool,
+    /// Whether the static pod directory has been read once.
+    file_synced: bool,
+    /// Orphaned pods being torn down.
+    cleaning: Arc<Mutex<std::collections::HashSet<String>>>,
+    next_cleanup: tokio::time::Instant,
     workers: HashMap<String, (watch::Sender<Option<Pod>>, tokio::task::JoinHandle<()>)>,
     /// Last status written per API object uid.
     sent: HashMap<String, PodStatus>,
 }
 
 impl Manager {
+    /// Tears down pods the node still runs but no source wants any more — deleted
+    /// while the kubelet was down, or left by a crash — once every source has been
+    /// read (upstream's HandlePodCleanups for orphaned pods).
+    async fn cleanup_orphans(&mut self) {
+        let now = tokio::time::Instant::now();
+        if !(self.api_synced && self.file_synced) || now < self.next_cleanup {
+            return;
+        }
+        self.next_cleanup = now + ORPHAN_CLEANUP_PERIOD;
+        let rt = self.ctx.runtime.clone();
+        let mut uids: std::collections::HashSet<String> = match rt.list_containers(None).await {
+            Ok(list) => list.into_iter().map(|c| c.pod_uid).collect(),
+            Err(e) => {
+                tracing::warn!("listing containers for clean-up: {e}");
+                return;
+            }
+        };
+        match rt.list_sandbox_uids().await {
+            Ok(list) => uids.extend(list),
+            Err(e) => tracing::warn!("listing sandboxes for clean-up: {e}"),
+        }
+        // Pods any source still knows keep their containers (a terminal pod's exited
+        // containers stay for `kubectl logs` until the pod is deleted).
+        let known: std::collections::HashSet<&str> = self
+            .api_pods
+            .values()
+            .chain(self.file_pods.iter())
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .chain(self.workers.keys().map(String::as_str))
+            .collect();
+        for uid in uids {
+            if uid.is_empty() || known.contains(uid.as_str()) {
+                continue;
+            }
+            let Ok(mut cleaning) = self.cleaning.lock() else {
+                return;
+            };
+            if !cleaning.insert(uid.clone()) {
+                continue;
+            }
+            drop(cleaning);
+            let rt = rt.clone();
+            let set = self.cleaning.clone();
+            tokio::spawn(async move {
+                tracing::info!(pod_uid = %uid, "cleaning up an orphaned pod");
+                for c in rt.list_containers(Some(&uid)).await.unwrap_or_default() {
+                    if c.state == runtime::ContainerState::Running
+                        && let Err(e) = rt.stop_container(&c.id, ORPHAN_GRACE).await
+                    {
+                        tracing::warn!(container = %c.id, "stopping orphaned container: {e}");
+                    }
+                    if let Err(e) = rt.remove_container(&c.id).await {
+                        tracing::warn!(container = %c.id, "removing orphaned container: {e}");
+                    }
+                }
+                if let Err(e) = rt.remove_sandbox(&uid).await {
+                    tracing::warn!(pod_uid = %uid, "removing orphaned sandbox: {e}");
+                }
+                if let Ok(mut s) = set.lock() {
+                    s.remove(&uid);
+                }
+            });
+        }
+    }
+
     fn apply(&mut self, update: sources::SourceUpdate) {
         match update.source {
-            sources::Source::File => self.file_pods = update.pods,
+            sources::Source::File => {
+                self.file_synced = true;
+                self.file_pods = update.pods;
+            }
             sources::Source::Api => {
                 self.api_synced = true;
                 self.api_pods = update

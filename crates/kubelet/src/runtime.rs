@@ -139,6 +139,8 @@ pub trait PodRuntime: Send + Sync {
     async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError>;
     /// Remove the pod's sandbox (after its containers); missing is not an error.
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError>;
+    /// The pod uids that have a sandbox on the node (orphan clean-up).
+    async fn list_sandbox_uids(&self) -> Result<Vec<String>, RuntimeError>;
     /// The image if present on the node.
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// Pull an image (registry credentials from the pod's pull secrets, as
@@ -369,6 +371,10 @@ impl PodRuntime for FakeRuntime {
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
         self.lock().sandboxes.remove(pod_uid);
         Ok(())
+    }
+
+    async fn list_sandbox_uids(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.sandboxes())
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {

@@ -1024,3 +1024,43 @@ async fn kubectl_logs_and_exec_work() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A pod the node still runs but no source knows (deleted while the kubelet was
+/// down) is torn down: its containers stopped and removed, its sandbox removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_pods_are_cleaned_up() {
+    use kubelet::PodRuntime;
+    let env = start().await;
+    // A pod the kubelet knows keeps running alongside.
+    create_pod(&env, "kept", "busybox:1.36", "Always").await;
+    let orphan: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "gone", "namespace": "default", "uid": "orphan-uid"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    }))
+    .expect("pod");
+    let rt = &env.runtime;
+    let sandbox = rt.ensure_sandbox(&orphan).await.expect("sandbox");
+    let image = rt.pull_image("busybox:1.36", &[]).await.expect("image");
+    let config = kubelet::runtime::ContainerConfig {
+        spec: orphan.spec.as_ref().expect("spec").containers[0].clone(),
+        image,
+        env: Vec::new(),
+        attempt: 0,
+        init: false,
+        volume_files: Default::default(),
+    };
+    let id = rt
+        .create_container(&orphan, &sandbox, &config)
+        .await
+        .expect("create");
+    rt.start_container(&id).await.expect("start");
+    eventually("orphan sandbox and containers removed", || async {
+        let left = rt.list_containers(Some("orphan-uid")).await.ok()?;
+        (left.is_empty() && !rt.sandboxes().iter().any(|s| s == "orphan-uid")).then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let kept = pods.get("kept").await.expect("kept pod");
+    let uid = kept.metadata.uid.expect("uid");
+    assert!(rt.sandboxes().contains(&uid), "{:?}", rt.sandboxes());
+}
