@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import KUBECTL_133, Kubectl, _start_cluster, _stop
+from conftest import KUBECTL_120, KUBECTL_133, Kubectl, _start_cluster, _stop
 from e2e_util import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,3 +229,46 @@ def test_missing_config_map_holds_the_pod_with_failed_mount(node):
     finally:
         k("delete", "pod", "nomap", "--wait=false")
         k("delete", "configmap", "absent")
+
+
+def test_kubectl_top_reads_usage_from_the_kubelet(node, client_home: Path):
+    """`kubectl top` (1.33 and 1.20) through metrics.k8s.io, from the kubelet's
+    /stats/summary: a container busy-looping under a 200m CPU limit shows about that."""
+    cluster, k = node
+    k20 = Kubectl(KUBECTL_120, "1.20", cluster.kubeconfig, client_home / "top-1.20")
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "busy", "labels": {"app": "busy"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "spin", "image": IMAGE, "command": ["sh", "-c", "while :; do :; done"],
+            "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}}}]},
+    }
+    k.ok("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        wait_for(lambda: _pod_json(k, "busy").get("status", {}).get("phase") == "Running",
+                 timeout=60, message="busy pod Running")
+
+        def top_pod(kc: Kubectl):
+            p = kc("top", "pod", "busy")
+            if p.returncode != 0:
+                return None
+            row = p.stdout.splitlines()[-1].split()
+            return row if row[0] == "busy" and row[1].endswith("m") else None
+        row = wait_for(lambda: top_pod(k), timeout=60, message="kubectl top pod")
+        cpu = int(row[1][:-1])
+        assert 100 <= cpu <= 260, row  # the cgroup's quota holds it near 200m
+        assert row[2].endswith("Mi"), row
+        assert wait_for(lambda: top_pod(k20), timeout=30, message="kubectl 1.20 top pod")
+        # Label selectors and all namespaces.
+        assert "busy" in k.ok("top", "pods", "-l", "app=busy", "-A")
+        assert "busy" not in k.ok("top", "pods", "-l", "app=other", "-A")
+        nodes = k.ok("top", "nodes")
+        line = next(ln for ln in nodes.splitlines() if ln.startswith("flotilla-e2e-node"))
+        name, cores, cpu_pct, mem, mem_pct = line.split()
+        assert cores.endswith("m") and int(cores[:-1]) >= cpu, line
+        assert cpu_pct.endswith("%") and mem.endswith("Mi") and mem_pct.endswith("%"), line
+        assert "flotilla-e2e-node" in k20.ok("top", "node")
+        # A pod the metrics API does not know.
+        p = k("top", "pod", "nonexistent")
+        assert p.returncode != 0 and "not found" in p.stderr, p.stderr
+    finally:
+        k("delete", "pod", "busy", "--wait=false")

@@ -481,6 +481,46 @@ impl PodRuntime for NodeRuntime {
         Ok(())
     }
 
+    async fn container_stats(
+        &self,
+        id: &str,
+    ) -> Result<kubelet::stats::ContainerStats, RuntimeError> {
+        let rt = self.runtime.clone();
+        let id = id.to_string();
+        let s = blocking(move || rt.stats(&id).map_err(err)).await?;
+        Ok(kubelet::stats::ContainerStats {
+            cpu_usage_ns: s.cpu_usage_ns.unwrap_or(0),
+            memory_usage_bytes: s.memory_bytes.unwrap_or(0),
+            memory_working_set_bytes: s.memory_working_set_bytes.or(s.memory_bytes).unwrap_or(0),
+        })
+    }
+
+    async fn pod_network_stats(
+        &self,
+        pod_uid: &str,
+    ) -> Result<Option<kubelet::stats::NetworkStats>, RuntimeError> {
+        // The host side of the pod's veth: what it receives the pod sent.
+        let dir = Path::new("/sys/class/net")
+            .join(network::host_veth_name(pod_uid))
+            .join("statistics");
+        let read = |f: &str| -> Option<u64> {
+            std::fs::read_to_string(dir.join(f))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let (Some(rx), Some(tx)) = (read("tx_bytes"), read("rx_bytes")) else {
+            return Ok(None);
+        };
+        Ok(Some(kubelet::stats::NetworkStats {
+            rx_bytes: rx,
+            tx_bytes: tx,
+            rx_errors: read("tx_errors").unwrap_or(0),
+            tx_errors: read("rx_errors").unwrap_or(0),
+        }))
+    }
+
     async fn list_sandbox_uids(&self) -> Result<Vec<String>, RuntimeError> {
         let rt = self.runtime.clone();
         blocking(move || {

@@ -511,6 +511,9 @@ async fn handle_resource(
             r.info.plural
         )));
     }
+    if crate::metrics_api::serves(&r) {
+        return crate::metrics_api::handle(server, &r, req).await;
+    }
     if r.info.group.is_empty() && r.info.plural == "pods" {
         match (verb, r.sub.as_deref()) {
             ("get", Some("log")) => return crate::kubeletproxy::pod_log(&server, &r, req).await,

@@ -107,10 +107,10 @@ fn client_tls(pki: &Pki) -> ApiResult<rustls::ClientConfig> {
 }
 
 /// Where a pod's kubelet listens, and which container a request is for.
-struct Target {
-    host: String,
-    port: u16,
-    container: String,
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) container: String,
 }
 
 async fn target(
@@ -175,6 +175,13 @@ async fn target(
         .await
         .ok_or_else(|| ApiError::not_found("nodes", "", node_name))?
         .value();
+    let mut t = node_target(&node, node_name)?;
+    t.container = container;
+    Ok(t)
+}
+
+/// Where a node's kubelet listens (its kubelet endpoint port and first address).
+pub(crate) fn node_target(node: &Value, node_name: &str) -> ApiResult<Target> {
     // DaemonEndpoint serializes its port as `Port` (capitalised), as upstream does.
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
@@ -213,12 +220,12 @@ async fn target(
     Ok(Target {
         host,
         port,
-        container,
+        container: String::new(),
     })
 }
 
 /// Open an HTTP/1.1 connection to the kubelet (TLS with the client certificate).
-async fn dial(
+pub(crate) async fn dial(
     server: &ApiServer,
     t: &Target,
 ) -> ApiResult<hyper::client::conn::http1::SendRequest<Body>> {

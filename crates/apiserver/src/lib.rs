@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod kubeletproxy;
 pub mod list;
 pub mod metrics;
+pub mod metrics_api;
 pub mod openapi;
 pub mod patching;
 pub mod pki;

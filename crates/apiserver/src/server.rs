@@ -169,7 +169,12 @@ impl ApiServer {
             config,
             store,
             cache,
-            resources: RwLock::new(Resources::new(builtin)),
+            resources: RwLock::new(Resources::new(
+                builtin
+                    .into_iter()
+                    .chain(crate::metrics_api::resources())
+                    .collect(),
+            )),
             tokens,
             authorizer: Box::new(AllowAuthenticated),
             metrics: Metrics::default(),

@@ -15,6 +15,7 @@ pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod sources;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -290,9 +291,17 @@ async fn start_servers(
         client_ca_file: k.authentication.x509.client_ca_file.clone(),
         anonymous: k.authentication.anonymous.enabled.unwrap_or(false),
     };
+    let stats = Arc::new(stats::StatsCollector::new(
+        runtime.clone(),
+        statuses.clone(),
+        cfg.config.node_name.clone(),
+        cfg.config.root_dir.clone(),
+    ));
+    tokio::spawn(stats.clone().run(shutdown.clone()));
     let ctx = server::ServerContext {
         runtime: runtime.clone(),
         pods: statuses.clone(),
+        stats: Some(stats),
     };
     let addr = std::net::SocketAddr::new(ip(&k.address)?, pick(k.port));
     let bound = server::serve_https(addr, tls, ctx, shutdown.clone()).await?;

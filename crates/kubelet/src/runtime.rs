@@ -141,6 +141,14 @@ pub trait PodRuntime: Send + Sync {
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError>;
     /// The pod uids that have a sandbox on the node (orphan clean-up).
     async fn list_sandbox_uids(&self) -> Result<Vec<String>, RuntimeError>;
+    /// CPU and memory of a container (`/stats/summary`, `kubectl top`).
+    async fn container_stats(&self, id: &str)
+    -> Result<crate::stats::ContainerStats, RuntimeError>;
+    /// Network counters of a pod's interface (None for host-network pods).
+    async fn pod_network_stats(
+        &self,
+        pod_uid: &str,
+    ) -> Result<Option<crate::stats::NetworkStats>, RuntimeError>;
     /// The image if present on the node.
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// Pull an image (registry credentials from the pod's pull secrets, as
@@ -375,6 +383,40 @@ impl PodRuntime for FakeRuntime {
 
     async fn list_sandbox_uids(&self) -> Result<Vec<String>, RuntimeError> {
         Ok(self.sandboxes())
+    }
+
+    /// Fake containers use 1 ms of CPU per millisecond of running (one full core)
+    /// and 1 MiB of memory.
+    async fn container_stats(
+        &self,
+        id: &str,
+    ) -> Result<crate::stats::ContainerStats, RuntimeError> {
+        let list = self.list_containers(None).await?;
+        let c = list
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let ran = c
+            .started_at
+            .map(|t| {
+                Timestamp::now()
+                    .duration_since(t)
+                    .as_nanos()
+                    .clamp(0, i128::from(u64::MAX)) as u64
+            })
+            .unwrap_or(0);
+        Ok(crate::stats::ContainerStats {
+            cpu_usage_ns: ran,
+            memory_usage_bytes: 1 << 20,
+            memory_working_set_bytes: 1 << 20,
+        })
+    }
+
+    async fn pod_network_stats(
+        &self,
+        _pod_uid: &str,
+    ) -> Result<Option<crate::stats::NetworkStats>, RuntimeError> {
+        Ok(None)
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {

@@ -55,6 +55,8 @@ pub struct ServerContext {
     pub runtime: Arc<dyn PodRuntime>,
     /// The pods this kubelet runs, with their latest status (by uid).
     pub pods: StatusStore,
+    /// Resource usage for `/stats/summary` (None: not collected).
+    pub stats: Option<Arc<crate::stats::StatsCollector>>,
 }
 
 /// TLS settings of the HTTPS server.
@@ -151,6 +153,7 @@ pub fn router(ctx: ServerContext) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods))
+        .route("/stats/summary", get(stats_summary))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
@@ -296,6 +299,19 @@ fn failure_response(code: u16, reason: &str, message: &str) -> Response {
         body.to_string(),
     )
         .into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `GET /stats/summary`: the node's and its pods' resource usage.
+async fn stats_summary(State(ctx): State<ServerContext>) -> Response {
+    let Some(stats) = &ctx.stats else {
+        return failure_response(404, "NotFound", "stats are not collected on this node");
+    };
+    let mut r = stats.summary().await.to_string().into_response();
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

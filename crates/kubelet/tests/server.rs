@@ -89,7 +89,11 @@ async fn start() -> Node {
             client_ca_file: pki.ca_cert.display().to_string(),
             anonymous: false,
         },
-        ServerContext { runtime: rt, pods },
+        ServerContext {
+            runtime: rt,
+            pods,
+            stats: None,
+        },
         shutdown.clone(),
     )
     .await

@@ -280,6 +280,19 @@ impl Cgroups {
             .ok()
     }
 
+    /// The working set of `rel` in bytes, as cAdvisor reports it: usage minus the
+    /// inactive file cache (which the kernel reclaims first).
+    pub fn memory_working_set(&self, rel: &str) -> Option<u64> {
+        let usage = self.memory_usage(rel)?;
+        let stat = self.controller_dir("memory", rel).join("memory.stat");
+        let inactive = match self.version {
+            Version::V1 => read_keyed(&stat, "total_inactive_file"),
+            Version::V2 => read_keyed(&stat, "inactive_file"),
+        }
+        .unwrap_or(0);
+        Some(usage.saturating_sub(inactive))
+    }
+
     /// Remove cgroup `rel` (leaf only); waits up to 2 s for exiting tasks to leave. The
     /// per-controller directories are removed in parallel (each rmdir waits for the kernel).
     pub fn remove(&self, rel: &str) -> Result<()> {

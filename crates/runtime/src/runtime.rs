@@ -151,6 +151,8 @@ pub struct Stats {
     pub cpu_usage_ns: Option<u64>,
     /// Memory in use in bytes.
     pub memory_bytes: Option<u64>,
+    /// Memory working set in bytes (usage minus inactive file cache).
+    pub memory_working_set_bytes: Option<u64>,
 }
 
 /// A command to run in a container.
@@ -1075,6 +1077,7 @@ impl ContainerRuntime for Runtime {
         Ok(Stats {
             cpu_usage_ns: self.cgroups.cpu_usage_ns(&rec.cgroup),
             memory_bytes: self.cgroups.memory_usage(&rec.cgroup),
+            memory_working_set_bytes: self.cgroups.memory_working_set(&rec.cgroup),
         })
     }
 }
