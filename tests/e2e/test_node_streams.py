@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import KUBECTL_120, KUBECTL_133, Kubectl, _start_cluster, _stop
+from conftest import KUBECTL_120, KUBECTL_133, Kubectl, _session, _start_cluster, _stop
 from e2e_util import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,9 +137,10 @@ def _free_port() -> int:
 class PortForward:
     """A running `kubectl port-forward`, its output collected in the background."""
 
-    def __init__(self, k: Kubectl, target: str, *ports: str):
+    def __init__(self, k: Kubectl, target: str, *ports: str, verbose: bool = False):
         self.k = k
-        self.proc = k.popen("port-forward", target, *ports)
+        args = ["port-forward", target, *ports] + (["-v=4"] if verbose else [])
+        self.proc = k.popen(*args)
         self.out: list[str] = []
         self.err: list[str] = []
         self._threads = [
@@ -181,9 +182,14 @@ def test_port_forward_serves_http_from_the_pod(node, version: str, kind: str):
     k = node["k133"] if version == "1.33" else node["k120"]
     target = "deployment/hello" if kind == "deployment" else f"pod/{node['pod']}"
     port = _free_port()
-    pf = PortForward(k, target, f"{port}:80")
+    pf = PortForward(k, target, f"{port}:80", verbose=version == "1.33")
     try:
         pf.wait_ready(port)
+        if version == "1.33":
+            # kubectl 1.33 tunnels SPDY in a WebSocket and does not fall back.
+            err = "".join(pf.err)
+            assert "Negotiation complete" in err and "portforward.k8s.io" in err, pf.text()
+            assert "fallback" not in err, pf.text()
         # Two sequential requests, each a new forwarded connection.
         for _ in range(2):
             body = _get(f"http://127.0.0.1:{port}/hostname")
@@ -251,3 +257,36 @@ def test_exec_exit_codes_stdin_and_large_output(node, version: str):
     # A command that does not exist: an error, not a hang.
     p = k("exec", pod, "--", "/no/such/command")
     assert p.returncode != 0
+
+
+def test_api_server_refuses_bad_streaming_requests_with_status(node):
+    cluster, k = node["cluster"], node["k133"]
+    s = _session(cluster)
+    s.cert = (str(cluster.client_cert), str(cluster.client_key))
+    base = f"{cluster.url}/api/v1/namespaces/default/pods"
+    with s:
+        # No upgrade at all.
+        for sub in ("portforward", "exec?command=true&stdout=1"):
+            r = s.post(f"{base}/{node['pod']}/{sub}", timeout=10)
+            assert r.status_code == 400, r.text
+            st = r.json()
+            assert st["kind"] == "Status" and st["reason"] == "BadRequest", st
+            assert "upgrade" in st["message"], st
+        # A pod no node runs.
+        k.ok("run", "nowhere", f"--image={IMAGE}", "--overrides",
+             json.dumps({"spec": {"nodeSelector": {"no-such-label": "x"}}}), "--", "true")
+        try:
+            r = s.post(f"{base}/nowhere/portforward", timeout=10,
+                       headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                                "X-Stream-Protocol-Version": "portforward.k8s.io"})
+            assert r.status_code == 400, r.text
+            assert r.json()["message"] == "pod nowhere does not have a host assigned"
+        finally:
+            k("delete", "pod", "nowhere", "--wait=false")
+        # A protocol the kubelet does not speak: its 403 and accepted versions pass
+        # through.
+        r = s.post(f"{base}/{node['pod']}/portforward", timeout=10,
+                   headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                            "X-Stream-Protocol-Version": "portforward.k8s.io.v9"})
+        assert r.status_code == 403, r.text
+        assert r.headers.get("X-Accepted-Stream-Protocol-Versions") == "portforward.k8s.io"

@@ -509,6 +509,21 @@ pub async fn pod_portforward(
     }
     let t = node_target(server, &pod, &pod_name, String::new()).await?;
     let kind = upgrade_of(&req, "port-forward")?;
-    let uri = format!("/portForward/{}/{}", r.namespace, pod_name);
+    // PodPortForwardOptions.ports (the WebSocket channel form) reach the kubelet as
+    // `port` parameters, as upstream passes them.
+    let ports: Vec<(String, String)> = query_pairs(&req)
+        .into_iter()
+        .filter(|(k, _)| k == "ports")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|p| ("port".to_string(), p.trim().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut uri = format!("/portForward/{}/{}", r.namespace, pod_name);
+    if !ports.is_empty() {
+        uri.push('?');
+        uri.push_str(&encode(&ports));
+    }
     proxy_upgrade(server, &t, kind, uri, req, "port-forward").await
 }

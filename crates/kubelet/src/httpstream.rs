@@ -26,7 +26,7 @@ use crate::spdy::{self, Frame, Headers};
 
 /// How long a sender waits for a first WINDOW_UPDATE before deciding the peer does
 /// no flow control.
-pub const FLOW_CONTROL_GRACE: Duration = Duration::from_millis(500);
+pub const FLOW_CONTROL_GRACE: Duration = Duration::from_millis(250);
 /// Unread inbound bytes per stream before the session stops reading the connection.
 pub const INBOUND_HIGH_WATER: usize = 8 << 20;
 /// Largest data frame this side sends.

@@ -207,3 +207,123 @@ async fn forward(
     data_w.finish().await;
     error_w.finish().await;
 }
+
+/// WebSocket subprotocol of the channel form of port-forward (kube-rs, older
+/// clients): no subprotocol or this one, binary messages.
+pub const WEBSOCKET_CHANNEL_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// Port-forward in the channel form over a WebSocket: one connection per port of
+/// the `port` query parameters, port `i` on channels `2i` (data) and `2i+1`
+/// (error); each message is the channel byte then the payload, and the first
+/// message on each channel is the port as two little-endian bytes. The socket closes
+/// once every port's connection is over.
+pub async fn serve_websocket_channels(
+    socket: axum::extract::ws::WebSocket,
+    runtime: Arc<dyn PodRuntime>,
+    t: Target,
+    ports: Vec<u16>,
+) {
+    use axum::extract::ws::{CloseFrame, Message, close_code};
+    use futures::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(m).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            })))
+            .await;
+    });
+    let frame = |channel: usize, data: &[u8]| {
+        let mut b = Vec::with_capacity(1 + data.len());
+        b.push(channel as u8);
+        b.extend_from_slice(data);
+        Message::Binary(Bytes::from(b))
+    };
+    let mut inputs = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        for ch in [2 * i, 2 * i + 1] {
+            let _ = out_tx.send(frame(ch, &port.to_le_bytes())).await;
+        }
+        let (in_tx, mut in_rx) = mpsc::channel::<Bytes>(64);
+        inputs.push(in_tx);
+        let (runtime, t, out) = (runtime.clone(), t.clone(), out_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let conn = match runtime.port_forward(&t.uid, port).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = format!(
+                        "error forwarding port {port} to pod {}, uid {}: {e}",
+                        t.pod, t.uid
+                    );
+                    let _ = out.send(frame(2 * i + 1, msg.as_bytes())).await;
+                    return;
+                }
+            };
+            let _ = conn.set_nodelay(true);
+            let (mut rd, mut wr) = conn.into_split();
+            let to_pod = async move {
+                while let Some(b) = in_rx.recv().await {
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = wr.shutdown().await;
+                std::future::pending::<()>().await;
+            };
+            let from_pod = async {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if out.send(frame(2 * i, &buf[..n])).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                _ = to_pod => {}
+                _ = from_pod => {}
+            }
+        }));
+    }
+    drop(out_tx);
+    let all_done = futures::future::join_all(tasks);
+    tokio::pin!(all_done);
+    loop {
+        tokio::select! {
+            _ = &mut all_done => break,
+            m = stream.next() => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    let Some((&ch, data)) = b.split_first() else { continue };
+                    let ch = ch as usize;
+                    // Data channels only; the client writes nothing on error channels.
+                    if ch % 2 == 0
+                        && let Some(tx) = inputs.get(ch / 2)
+                        && !data.is_empty()
+                    {
+                        let _ = tx.send(Bytes::copy_from_slice(data)).await;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    inputs.clear();
+                    // The client is gone: end the forwarding at once.
+                    break;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    drop(inputs);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}

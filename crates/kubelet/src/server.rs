@@ -32,7 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::logs::LogOptions;
-use crate::portforward::{PORT_FORWARD_PROTOCOL, Target, serve_port_forward};
+use crate::portforward::{
+    PORT_FORWARD_PROTOCOL, Target, WEBSOCKET_CHANNEL_PROTOCOL, serve_port_forward,
+    serve_websocket_channels,
+};
 use crate::remotecommand::{ExecOptions, SPDY_EXEC_PROTOCOLS, exec_status, serve_exec};
 use crate::runtime::PodRuntime;
 use crate::runtime::{
@@ -875,13 +878,30 @@ async fn port_forward_inner(
                         .await;
                 })
         }
-        Ok(_) => failure_response(
-            400,
-            "BadRequest",
-            &format!(
-                "port-forward over WebSocket needs the subprotocol {PORT_FORWARD_TUNNEL_PROTOCOL}"
-            ),
-        ),
+        Ok(ws) => {
+            // The channel form: ports from the `port` query parameters.
+            let q = query_pairs(&parts.uri.query().map(str::to_string));
+            let mut ports = Vec::new();
+            for (_, v) in q.iter().filter(|(k, _)| k == "port") {
+                for p in v.split(',') {
+                    match p.parse::<u16>() {
+                        Ok(n) if n > 0 => ports.push(n),
+                        _ => {
+                            return failure_response(
+                                400,
+                                "BadRequest",
+                                &format!("unable to parse {v:?} as a port"),
+                            );
+                        }
+                    }
+                }
+            }
+            if ports.is_empty() {
+                return failure_response(400, "BadRequest", "query parameter \"port\" is required");
+            }
+            ws.protocols([WEBSOCKET_CHANNEL_PROTOCOL])
+                .on_upgrade(move |socket| serve_websocket_channels(socket, runtime, target, ports))
+        }
         Err(_) => failure_response(
             400,
             "BadRequest",

@@ -521,3 +521,45 @@ async fn spdy_negotiation_failures_answer_with_status() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("needs an upgrade"), "{body}");
 }
+
+#[tokio::test]
+async fn port_forward_channel_form_over_websocket() {
+    let n = start().await;
+    n.runtime.set_forward_target(80, backend(100_000).await);
+    let io = common::connect(n.addr, n.client()).await;
+    let mut req = "wss://localhost/portForward/default/web?port=80&port=81"
+        .into_client_request()
+        .expect("ws request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        http::HeaderValue::from_static("v4.channel.k8s.io"),
+    );
+    let (mut ws, _) = tokio::time::timeout(common::WAIT, tokio_tungstenite::client_async(req, io))
+        .await
+        .expect("upgrade in time")
+        .expect("upgrade");
+    ws.send(Message::Binary(b"\x00hello\n".to_vec().into()))
+        .await
+        .expect("send");
+    let mut per_channel: HashMap<u8, Vec<Vec<u8>>> = HashMap::new();
+    while let Some(Ok(m)) = tokio::time::timeout(common::WAIT, ws.next())
+        .await
+        .expect("message in time")
+    {
+        if let Message::Binary(b) = m {
+            per_channel.entry(b[0]).or_default().push(b[1..].to_vec());
+        }
+    }
+    // The first message of every channel is its port, little-endian.
+    for (ch, port) in [(0u8, 80u16), (1, 80), (2, 81), (3, 81)] {
+        assert_eq!(per_channel[&ch][0], port.to_le_bytes(), "channel {ch}");
+    }
+    let data: Vec<u8> = per_channel[&0][1..].concat();
+    assert_eq!(data, expected("hello", 100_000));
+    let err = String::from_utf8_lossy(&per_channel[&3][1]).into_owned();
+    assert!(
+        err.starts_with("error forwarding port 81 to pod web_default"),
+        "{err}"
+    );
+    assert_eq!(per_channel[&1].len(), 1, "no error for port 80");
+}
