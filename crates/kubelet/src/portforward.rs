@@ -308,7 +308,7 @@ pub async fn serve_websocket_channels(
                     let Some((&ch, data)) = b.split_first() else { continue };
                     let ch = ch as usize;
                     // Data channels only; the client writes nothing on error channels.
-                    if ch % 2 == 0
+                    if ch.is_multiple_of(2)
                         && let Some(tx) = inputs.get(ch / 2)
                         && !data.is_empty()
                     {
