@@ -502,6 +502,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let why = 'session: loop {
         loop {
             match dec.decode(&mut buf) {
+                Ok(Some(Frame::GoAway { status, .. })) => {
+                    // The client ends the session (kubectl does when it is done).
+                    break 'session format!("the client sent GOAWAY (status {status})");
+                }
                 Ok(Some(f)) => {
                     if let Err(e) = handle_frame(&shared, &incoming, f).await {
                         shared.send_control(Frame::GoAway {
@@ -722,7 +726,8 @@ async fn handle_frame(
                 shared.window_changed.notify_waiters();
             }
         }
-        Frame::GoAway { .. } => return Err("the client sent GOAWAY".into()),
+        // Handled by the read loop.
+        Frame::GoAway { .. } => {}
         Frame::Headers {
             stream_id, flags, ..
         } => {
@@ -985,6 +990,20 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn client_goaway_ends_the_session_quietly() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut session = Session::start(a);
+        let mut c = Client::new(b);
+        c.send(Frame::GoAway {
+            last_good_stream_id: 0,
+            status: spdy::goaway::OK,
+        })
+        .await;
+        assert!(session.next_stream().await.is_none());
+        assert_eq!(c.recv().await, None, "no GOAWAY answered, just the end");
     }
 
     #[tokio::test]
