@@ -47,11 +47,19 @@ pytestmark = [
 def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("node-streams")
     # The node owns host-wide things (ports 10250/10248, the flotilla0 bridge, the nft
-    # table): a second node on this machine would fight over them.
-    for port in (10250, 10248):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.fail(f"port {port} is taken: another kubelet runs on this machine")
+    # table): a second node on this machine would fight over them. Wait a while for
+    # another run's node to finish.
+    def ports_free() -> bool:
+        for port in (10250, 10248):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return False
+        return True
+    if not ports_free():
+        try:
+            wait_for(ports_free, timeout=180, interval=2, message="ports 10250/10248 free")
+        except AssertionError:
+            pytest.fail("ports 10250/10248 are taken: another kubelet runs on this machine")
     # Low hard-eviction thresholds: a busy build machine's disk can be fuller than
     # upstream's defaults (nodefs.available 10%), and disk pressure taints the node.
     # The rest as `flotilla server` writes it: the API server's client certificates
@@ -100,6 +108,11 @@ def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         k133("delete", "deployments,pods", "--all", "--wait=false")
         wait_for(lambda: not json.loads(k133.ok("get", "pods", "-o", "json"))["items"],
                  timeout=60, message="all pods gone from the node")
+        # The kubelet removes a sandbox (mounts, network namespace, veth) after the pod
+        # left the API: wait for that too.
+        sandboxes = cluster.data_dir / "sandboxes"
+        wait_for(lambda: not sandboxes.exists() or not any(sandboxes.iterdir()),
+                 timeout=60, message="the node's sandboxes removed")
     finally:
         _stop(cluster.proc)
         # Containers outlive the kubelet by design: stop and remove them.
@@ -188,7 +201,7 @@ def test_port_forward_serves_http_from_the_pod(node, version: str, kind: str):
         if version == "1.33":
             # kubectl 1.33 tunnels SPDY in a WebSocket and does not fall back.
             err = "".join(pf.err)
-            assert "Negotiation complete" in err and "portforward.k8s.io" in err, pf.text()
+            assert "tunneling_dialer" in err and "portforward.k8s.io" in err, pf.text()
             assert "fallback" not in err, pf.text()
         # Two sequential requests, each a new forwarded connection.
         for _ in range(2):
