@@ -1,7 +1,8 @@
-//! The kubelet's SPDY/3.1 endpoints against the fake runtime, driven by a small
-//! SPDY client written here: port-forward (plain SPDY and tunnelled in a
-//! WebSocket) to a loopback server, a refused port, exec with the v4 channel
-//! protocol, and protocol negotiation.
+//! The kubelet's streaming endpoints against the fake runtime, driven by a small
+//! SPDY client written here: port-forward (plain SPDY, tunnelled in a WebSocket,
+//! and the WebSocket channel form) to a loopback server, a refused port, exec with
+//! the v4 and v2 channel protocols (exit codes, terminal resizes), and protocol
+//! negotiation.
 
 mod common;
 
@@ -562,4 +563,46 @@ async fn port_forward_channel_form_over_websocket() {
         "{err}"
     );
     assert_eq!(per_channel[&1].len(), 1, "no error for port 80");
+}
+
+#[tokio::test]
+async fn exec_over_spdy_with_a_terminal_passes_resizes() {
+    let n = start().await;
+    let (head, io) = n
+        .upgrade(
+            "POST",
+            "/exec/default/web/app?command=sh&stdin=true&stdout=true&stderr=true&tty=true",
+            &["v4.channel.k8s.io"],
+        )
+        .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut c = Client::new(io);
+    // With a terminal there is no stderr stream, and a resize stream instead.
+    let e = c.open(&[("streamType", "error")]).await;
+    let i = c.open(&[("streamType", "stdin")]).await;
+    let o = c.open(&[("streamType", "stdout")]).await;
+    let r = c.open(&[("streamType", "resize")]).await;
+    // Two sizes in one write, then one split across two.
+    c.data(r, br#"{"Width":100,"Height":30}{"Width":120,"#, false)
+        .await;
+    c.data(r, br#""Height":40}"#, false).await;
+    // Let the sizes arrive before stdin ends the fake process.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    c.data(i, b"ls\n", true).await;
+    let (got, _) = c.collect(&[e, o]).await;
+    assert_eq!(got.get(&o).cloned().unwrap_or_default(), b"sh\nls\n");
+    let sizes = n.runtime.resizes();
+    assert_eq!(
+        sizes,
+        vec![
+            kubelet::runtime::TerminalSize {
+                width: 100,
+                height: 30
+            },
+            kubelet::runtime::TerminalSize {
+                width: 120,
+                height: 40
+            }
+        ]
+    );
 }
