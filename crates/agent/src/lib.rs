@@ -835,6 +835,58 @@ impl PodRuntime for NodeRuntime {
         }
         code
     }
+
+    async fn port_forward(
+        &self,
+        pod_uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let sb = self
+            .find_sandbox(pod_uid)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(format!("sandbox of pod {pod_uid}")))?;
+        let netns = sb.netns_path.clone();
+        let std_stream = blocking(move || {
+            // The socket is made and connected on a thread inside the pod's network
+            // namespace; it stays bound to that namespace when used from the host's.
+            let connect = || connect_loopback(port);
+            let r = match &netns {
+                Some(path) => network::Netns::open(path)
+                    .and_then(|ns| ns.run(connect))
+                    .map_err(|e| err(format!("entering the pod network namespace: {e}")))?,
+                None => connect(),
+            };
+            r.map_err(|e| {
+                let place = match &netns {
+                    Some(p) => format!("inside namespace {:?}", p.display().to_string()),
+                    None => "on the node (host network)".to_string(),
+                };
+                err(format!(
+                    "failed to connect to localhost:{port} {place}: {e}"
+                ))
+            })
+        })
+        .await?;
+        std_stream.set_nonblocking(true).map_err(err)?;
+        tokio::net::TcpStream::from_std(std_stream).map_err(err)
+    }
+}
+
+/// How long connecting to a forwarded port may take.
+const PORT_FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connect to `port` on IPv4 loopback, then IPv6 loopback (as containerd does).
+fn connect_loopback(port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    match TcpStream::connect_timeout(&v4, PORT_FORWARD_CONNECT_TIMEOUT) {
+        Ok(s) => Ok(s),
+        Err(e4) => {
+            let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            TcpStream::connect_timeout(&v6, PORT_FORWARD_CONNECT_TIMEOUT)
+                .map_err(|e6| std::io::Error::new(e4.kind(), format!("IPv4: {e4}; IPv6: {e6}")))
+        }
+    }
 }
 
 /// Registry credentials from the contents of a `.dockerconfigjson` pull secret

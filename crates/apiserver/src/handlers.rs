@@ -111,9 +111,10 @@ impl Route {
 
 fn resource_verb(r: &ResourceRoute, method: &Method) -> &'static str {
     match *method {
-        // A WebSocket exec is a GET but creates a process: upstream authorizes it as
-        // `create` (AuthorizePodWebsocketUpgradeCreatePermission).
-        Method::GET if r.sub.as_deref() == Some("exec") => "create",
+        // A WebSocket exec or port-forward is a GET but creates a process or a
+        // connection: upstream authorizes it as `create`
+        // (AuthorizePodWebsocketUpgradeCreatePermission).
+        Method::GET if matches!(r.sub.as_deref(), Some("exec" | "portforward")) => "create",
         Method::GET | Method::HEAD => {
             if r.watch || r.query.flag("watch") {
                 "watch"
@@ -519,6 +520,9 @@ async fn handle_resource(
             ("get", Some("log")) => return crate::kubeletproxy::pod_log(&server, &r, req).await,
             ("create", Some("exec")) => {
                 return crate::kubeletproxy::pod_exec(&server, &r, req).await;
+            }
+            ("create", Some("portforward")) => {
+                return crate::kubeletproxy::pod_portforward(&server, &r, req).await;
             }
             _ => {}
         }

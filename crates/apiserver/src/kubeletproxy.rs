@@ -1,7 +1,9 @@
-//! `pods/log` and `pods/exec`: the API server finds the pod's node and proxies the
-//! request to that node's kubelet over HTTPS (`/containerLogs/…`, `/exec/…`),
-//! presenting its `kube-apiserver-kubelet-client` certificate. Logs are streamed
-//! through; exec is a WebSocket upgrade whose bytes are copied both ways untouched.
+//! `pods/log`, `pods/exec` and `pods/portforward`: the API server finds the pod's
+//! node and proxies the request to that node's kubelet over HTTPS
+//! (`/containerLogs/…`, `/exec/…`, `/portForward/…`), presenting its
+//! `kube-apiserver-kubelet-client` certificate. Logs are streamed through; exec and
+//! port-forward are upgrades (WebSocket or SPDY/3.1) whose bytes are copied both
+//! ways untouched.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +161,16 @@ async fn target(
             return Err(ApiError::bad_request(msg));
         }
     };
+    pod_node_target(server, &pod, &pod_name, container).await
+}
+
+/// The kubelet of the node `pod` is bound to.
+async fn pod_node_target(
+    server: &ApiServer,
+    pod: &Value,
+    pod_name: &str,
+    container: String,
+) -> ApiResult<Target> {
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -330,11 +342,135 @@ pub async fn pod_log(
     Ok(relay(resp))
 }
 
-/// `GET|POST pods/{name}/exec` with a WebSocket upgrade.
+/// The upgrade a streaming request asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upgrade {
+    WebSocket,
+    Spdy,
+}
+
+fn upgrade_of(req: &Request<Body>, what: &str) -> ApiResult<Upgrade> {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match upgrade.as_str() {
+        "websocket" => Ok(Upgrade::WebSocket),
+        "spdy/3.1" => Ok(Upgrade::Spdy),
+        other => Err(ApiError::bad_request(format!(
+            "{what} needs an upgrade to WebSocket or SPDY/3.1; {} is not supported",
+            if other.is_empty() {
+                "a request without upgrade"
+            } else {
+                other
+            }
+        ))),
+    }
+}
+
+/// Headers of an upgrade request passed to the kubelet, and of its 101 answer
+/// passed back.
+const UPGRADE_REQUEST_HEADERS: [&str; 4] = [
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "x-stream-protocol-version",
+];
+const UPGRADE_RESPONSE_HEADERS: [&str; 5] = [
+    "connection",
+    "upgrade",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "x-stream-protocol-version",
+];
+
+/// Send the upgrade request `uri` to the kubelet and, on 101, splice the client's
+/// and the kubelet's upgraded connections; otherwise relay the kubelet's answer.
+async fn proxy_upgrade(
+    server: &ApiServer,
+    t: &Target,
+    kind: Upgrade,
+    uri: String,
+    mut req: Request<Body>,
+    what: &'static str,
+) -> ApiResult<Response> {
+    let mut kreq = Request::get(uri)
+        .header(header::HOST, format!("{}:{}", t.host, t.port))
+        .header(header::CONNECTION, "Upgrade")
+        .header(
+            header::UPGRADE,
+            match kind {
+                Upgrade::WebSocket => "websocket",
+                Upgrade::Spdy => "SPDY/3.1",
+            },
+        )
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if kind == Upgrade::Spdy {
+        // Keep the client's method: SPDY clients POST.
+        *kreq.method_mut() = req.method().clone();
+    }
+    for h in UPGRADE_REQUEST_HEADERS {
+        for v in req.headers().get_all(h) {
+            kreq.headers_mut().append(h, v.clone());
+        }
+    }
+    let mut send = dial(server, t).await?;
+    let mut resp = send
+        .send_request(kreq)
+        .await
+        .map_err(|e| ApiError::internal(format!("proxying to kubelet: {e}")))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let accepted: Vec<HeaderValue> = resp
+            .headers()
+            .get_all("x-accepted-stream-protocol-versions")
+            .iter()
+            .cloned()
+            .collect();
+        let mut out = relay(resp);
+        for v in accepted {
+            out.headers_mut()
+                .append("x-accepted-stream-protocol-versions", v);
+        }
+        return Ok(out);
+    }
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    for h in UPGRADE_RESPONSE_HEADERS {
+        if let Some(v) = resp.headers().get(h) {
+            out.headers_mut().insert(h, v.clone());
+        }
+    }
+    if !out.headers().contains_key(header::CONNECTION) {
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    }
+    let client_side = hyper::upgrade::on(&mut req);
+    let kubelet_side = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (client, kubelet) = match tokio::join!(client_side, kubelet_side) {
+            (Ok(c), Ok(k)) => (c, k),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!("{what} upgrade failed: {e}");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut kubelet = TokioIo::new(kubelet);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+            tracing::debug!("{what} stream ended: {e}");
+        }
+    });
+    Ok(out)
+}
+
+/// `GET|POST pods/{name}/exec` with a WebSocket or SPDY/3.1 upgrade.
 pub async fn pod_exec(
     server: &ApiServer,
     r: &ResourceRoute,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> ApiResult<Response> {
     let q = query_pairs(&req);
     let container = q
@@ -342,22 +478,7 @@ pub async fn pod_exec(
         .find(|(k, _)| k == "container")
         .map(|(_, v)| v.as_str());
     let t = target(server, r, container).await?;
-    let upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if upgrade != "websocket" {
-        return Err(ApiError::bad_request(format!(
-            "exec needs a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io); {} is not supported",
-            if upgrade.is_empty() {
-                "a request without upgrade"
-            } else {
-                upgrade.as_str()
-            }
-        )));
-    }
+    let kind = upgrade_of(&req, "exec")?;
     let forwarded: Vec<(String, String)> = q
         .iter()
         .filter(|(k, _)| {
@@ -375,60 +496,41 @@ pub async fn pod_exec(
         t.container,
         encode(&forwarded)
     );
-    let mut kreq = Request::get(uri)
-        .header(header::HOST, format!("{}:{}", t.host, t.port))
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "websocket")
-        .body(Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    for h in [
-        header::SEC_WEBSOCKET_KEY,
-        header::SEC_WEBSOCKET_VERSION,
-        header::SEC_WEBSOCKET_PROTOCOL,
-    ] {
-        for v in req.headers().get_all(&h) {
-            kreq.headers_mut().append(h.clone(), v.clone());
-        }
+    proxy_upgrade(server, &t, kind, uri, req, "exec").await
+}
+
+/// `GET|POST pods/{name}/portforward` with a SPDY/3.1 upgrade (or a WebSocket
+/// tunnelling SPDY, subprotocol `SPDY/3.1+portforward.k8s.io`).
+pub async fn pod_portforward(
+    server: &ApiServer,
+    r: &ResourceRoute,
+    req: Request<Body>,
+) -> ApiResult<Response> {
+    let pod_name = r.name.clone().unwrap_or_default();
+    let pod = crate::handlers::get_object(server, r).await?.value();
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(ApiError::bad_request(format!(
+            "pod {pod_name} is not running (phase {phase}): cannot forward ports to it"
+        )));
     }
-    let mut send = dial(server, &t).await?;
-    let mut resp = send
-        .send_request(kreq)
-        .await
-        .map_err(|e| ApiError::internal(format!("proxying to kubelet: {e}")))?;
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(relay(resp));
+    let t = pod_node_target(server, &pod, &pod_name, String::new()).await?;
+    let kind = upgrade_of(&req, "port-forward")?;
+    // PodPortForwardOptions.ports (the WebSocket channel form) reach the kubelet as
+    // `port` parameters, as upstream passes them.
+    let ports: Vec<(String, String)> = query_pairs(&req)
+        .into_iter()
+        .filter(|(k, _)| k == "ports")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|p| ("port".to_string(), p.trim().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut uri = format!("/portForward/{}/{}", r.namespace, pod_name);
+    if !ports.is_empty() {
+        uri.push('?');
+        uri.push_str(&encode(&ports));
     }
-    let mut out = Response::new(Body::empty());
-    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    for h in [
-        header::CONNECTION,
-        header::UPGRADE,
-        header::SEC_WEBSOCKET_ACCEPT,
-        header::SEC_WEBSOCKET_PROTOCOL,
-    ] {
-        if let Some(v) = resp.headers().get(&h) {
-            out.headers_mut().insert(h, v.clone());
-        }
-    }
-    if !out.headers().contains_key(header::CONNECTION) {
-        out.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    }
-    let client_side = hyper::upgrade::on(&mut req);
-    let kubelet_side = hyper::upgrade::on(&mut resp);
-    tokio::spawn(async move {
-        let (client, kubelet) = match tokio::join!(client_side, kubelet_side) {
-            (Ok(c), Ok(k)) => (c, k),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::debug!("exec upgrade failed: {e}");
-                return;
-            }
-        };
-        let mut client = TokioIo::new(client);
-        let mut kubelet = TokioIo::new(kubelet);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
-            tracing::debug!("exec stream ended: {e}");
-        }
-    });
-    Ok(out)
+    proxy_upgrade(server, &t, kind, uri, req, "port-forward").await
 }

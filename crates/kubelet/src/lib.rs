@@ -8,13 +8,17 @@
 //! the binary connects them.
 
 pub mod config;
+pub mod httpstream;
 pub mod logs;
 pub mod mirror;
 pub mod node;
+pub mod portforward;
 pub mod probe;
+pub mod remotecommand;
 pub mod runtime;
 pub mod server;
 pub mod sources;
+pub mod spdy;
 pub mod stats;
 pub mod status;
 pub mod volumes;

@@ -200,6 +200,15 @@ pub trait PodRuntime: Send + Sync {
         cmd: &[String],
         streams: ExecStreams,
     ) -> Result<i32, RuntimeError>;
+    /// Connect to TCP `port` on the loopback of pod `pod_uid`'s network namespace
+    /// (`kubectl port-forward`); host-network pods connect on the node's loopback.
+    /// `NotFound` when the pod has no sandbox; a refused connection is `Other` with
+    /// the reason, which reaches the user.
+    async fn port_forward(
+        &self,
+        pod_uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError>;
 }
 
 /// How fake containers of one image behave.
@@ -236,6 +245,8 @@ struct FakeState {
     log_dir: Option<PathBuf>,
     /// Terminal sizes received by `exec_stream`, in order.
     resizes: Vec<TerminalSize>,
+    /// Pod port → address `port_forward` connects to.
+    forwards: HashMap<u16, std::net::SocketAddr>,
 }
 
 /// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
@@ -264,6 +275,13 @@ impl FakeRuntime {
     /// written there: tests write the log files themselves).
     pub fn set_log_dir(&self, dir: PathBuf) {
         self.lock().log_dir = Some(dir);
+    }
+
+    /// Make [`PodRuntime::port_forward`] to pod port `port` (of any pod with a
+    /// sandbox) connect to `target` (a listener the test runs); ports without a
+    /// target are refused.
+    pub fn set_forward_target(&self, port: u16, target: std::net::SocketAddr) {
+        self.lock().forwards.insert(port, target);
     }
 
     /// Terminal sizes the exec sessions received so far.
@@ -644,5 +662,27 @@ impl PodRuntime for FakeRuntime {
             }
         }
         Ok(code)
+    }
+
+    async fn port_forward(
+        &self,
+        pod_uid: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let target = {
+            let st = self.lock();
+            if !st.sandboxes.contains_key(pod_uid) {
+                return Err(RuntimeError::NotFound(format!("sandbox of pod {pod_uid}")));
+            }
+            st.forwards.get(&port).copied()
+        };
+        let Some(target) = target else {
+            return Err(RuntimeError::Other(format!(
+                "failed to connect to localhost:{port} inside the pod: connection refused"
+            )));
+        };
+        tokio::net::TcpStream::connect(target)
+            .await
+            .map_err(|e| RuntimeError::Other(format!("failed to connect to localhost:{port}: {e}")))
     }
 }

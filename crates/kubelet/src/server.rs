@@ -1,8 +1,11 @@
 //! The kubelet's HTTPS server (the API server's entry to the node): `/healthz`,
-//! `/pods`, `/containerLogs/{ns}/{pod}/{container}` and `/exec/{ns}/{pod}/{container}`
-//! (WebSocket, `v5.channel.k8s.io`/`v4.channel.k8s.io`), with client-certificate
-//! authentication against `authentication.x509.clientCAFile`; plus the plain-HTTP
-//! healthz endpoint.
+//! `/pods`, `/containerLogs/{ns}/{pod}/{container}`, `/exec/{ns}/{pod}/{container}`
+//! (WebSocket `v5.channel.k8s.io`/`v4.channel.k8s.io`, or SPDY/3.1 with
+//! `v4`…`v1` of the channel protocol, see [`crate::remotecommand`]) and
+//! `/portForward/{ns}/{pod}` (SPDY/3.1 `portforward.k8s.io`, plain or tunnelled in a
+//! WebSocket as `SPDY/3.1+portforward.k8s.io`, see [`crate::portforward`]), with
+//! client-certificate authentication against `authentication.x509.clientCAFile`;
+//! plus the plain-HTTP healthz endpoint.
 //!
 //! Authorization: any client presenting a certificate signed by the client CA is
 //! allowed everything (upstream would ask the API server with SubjectAccessReviews
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{FromRequestParts, Path as UrlPath, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -29,6 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::logs::LogOptions;
+use crate::portforward::{
+    PORT_FORWARD_PROTOCOL, Target, WEBSOCKET_CHANNEL_PROTOCOL, serve_port_forward,
+    serve_websocket_channels,
+};
+use crate::remotecommand::{ExecOptions, SPDY_EXEC_PROTOCOLS, exec_status, serve_exec};
 use crate::runtime::PodRuntime;
 use crate::runtime::{
     ContainerInfo, ContainerState, ExecInput, ExecOutput, ExecStreams, TerminalSize,
@@ -159,6 +167,14 @@ pub fn router(ctx: ServerContext) -> Router {
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}/{uid}",
+            get(port_forward_uid).post(port_forward_uid),
+        )
         .with_state(ctx)
 }
 
@@ -499,19 +515,120 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
+/// Whether the request asks to upgrade to SPDY/3.1.
+fn is_spdy_upgrade(h: &http::HeaderMap) -> bool {
+    let has = |name: http::header::HeaderName, want: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains(want))
+        })
+    };
+    has(http::header::CONNECTION, "upgrade") && has(http::header::UPGRADE, "spdy/3.1")
+}
+
+/// Upstream's `httpstream.Handshake`: the first of the client's
+/// `X-Stream-Protocol-Version`s the server supports.
+fn negotiate(h: &http::HeaderMap, server: &[&'static str]) -> Result<&'static str, Box<Response>> {
+    let client: Vec<String> = h
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if client.is_empty() {
+        return Err(Box::new(failure_response(
+            400,
+            "BadRequest",
+            "unable to upgrade: X-Stream-Protocol-Version is required",
+        )));
+    }
+    if let Some(p) = client
+        .iter()
+        .find_map(|c| server.iter().find(|s| **s == c.as_str()))
+    {
+        return Ok(p);
+    }
+    let mut r = failure_response(
+        403,
+        "Forbidden",
+        &format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {client:?}, server accepts {server:?}"
+        ),
+    );
+    for p in server {
+        r.headers_mut().append(
+            "X-Accepted-Stream-Protocol-Versions",
+            http::HeaderValue::from_static(p),
+        );
+    }
+    Err(Box::new(r))
+}
+
+/// Answer 101 to a SPDY/3.1 upgrade and run `serve` on the session.
+fn spdy_upgrade<F, Fut>(
+    parts: &mut http::request::Parts,
+    protocol: &'static str,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(crate::httpstream::Session) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return failure_response(
+            500,
+            "InternalError",
+            "unable to upgrade: this connection cannot be upgraded",
+        );
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => serve(crate::httpstream::Session::start(TokioIo::new(up))).await,
+            Err(e) => tracing::debug!("spdy upgrade failed: {e}"),
+        }
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        "X-Stream-Protocol-Version",
+        http::HeaderValue::from_static(protocol),
+    );
+    r
+}
+
 async fn exec(
     State(ctx): State<ServerContext>,
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     RawQuery(query): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    req: Request<Body>,
 ) -> Response {
     let q = query_pairs(&query);
-    let Ok(ws) = ws else {
-        return failure_response(
-            400,
-            "BadRequest",
-            "exec needs a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io (SPDY is not supported)",
-        );
+    let (mut parts, _body) = req.into_parts();
+    let spdy = is_spdy_upgrade(&parts.headers);
+    let ws = if spdy {
+        None
+    } else {
+        match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => Some(ws),
+            Err(_) => {
+                return failure_response(
+                    400,
+                    "BadRequest",
+                    "exec needs an upgrade: WebSocket with subprotocol v5.channel.k8s.io or v4.channel.k8s.io, or SPDY/3.1",
+                );
+            }
+        }
     };
     let cmd: Vec<String> = q
         .iter()
@@ -549,6 +666,21 @@ async fn exec(
             &format!("container {container:?} in pod {pod:?} is not running"),
         );
     }
+    let Some(ws) = ws else {
+        let protocol = match negotiate(&parts.headers, &SPDY_EXEC_PROTOCOLS) {
+            Ok(p) => p,
+            Err(r) => return *r,
+        };
+        let opts = ExecOptions {
+            stdin,
+            stdout,
+            stderr: stderr && !tty,
+            tty,
+        };
+        return spdy_upgrade(&mut parts, protocol, move |session| {
+            serve_exec(session, protocol, ctx.runtime, c.id, cmd, opts)
+        });
+    };
     let ws = ws.protocols(EXEC_PROTOCOLS);
     ws.on_upgrade(move |socket| async move {
         run_exec(
@@ -674,19 +806,7 @@ async fn run_exec(
         let _ = f.await;
     }
     reader.abort();
-    let status = match result {
-        Ok(0) => json!({"metadata": {}, "status": "Success"}),
-        Ok(code) => json!({
-            "metadata": {}, "status": "Failure",
-            "message": format!("command terminated with non-zero exit code: error executing command {cmd:?}, exit code {code}"),
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-        }),
-        Err(e) => json!({
-            "metadata": {}, "status": "Failure", "message": e.to_string(),
-            "reason": "InternalError", "code": 500,
-        }),
-    };
+    let status = exec_status(&cmd, &result);
     let mut frame = vec![ERROR];
     frame.extend_from_slice(status.to_string().as_bytes());
     let _ = out_tx.send(Message::Binary(frame.into())).await;
@@ -700,4 +820,108 @@ async fn run_exec(
         .await;
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+}
+
+/// The WebSocket subprotocol of port-forward tunnelled in a WebSocket.
+pub const PORT_FORWARD_TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+
+async fn port_forward(
+    State(ctx): State<ServerContext>,
+    UrlPath((namespace, pod)): UrlPath<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    port_forward_inner(ctx, namespace, pod, None, req).await
+}
+
+async fn port_forward_uid(
+    State(ctx): State<ServerContext>,
+    UrlPath((namespace, pod, uid)): UrlPath<(String, String, String)>,
+    req: Request<Body>,
+) -> Response {
+    port_forward_inner(ctx, namespace, pod, Some(uid), req).await
+}
+
+async fn port_forward_inner(
+    ctx: ServerContext,
+    namespace: String,
+    pod: String,
+    want_uid: Option<String>,
+    req: Request<Body>,
+) -> Response {
+    let uid = ctx.pods.lock().ok().and_then(|m| {
+        m.values()
+            .find(|(p, _)| {
+                p.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                    && p.metadata.name.as_deref() == Some(pod.as_str())
+            })
+            .and_then(|(p, _)| p.metadata.uid.clone())
+    });
+    let Some(uid) = uid.filter(|u| want_uid.as_ref().is_none_or(|w| w == u)) else {
+        return failure_response(
+            404,
+            "NotFound",
+            &format!("pod {namespace}/{pod} not found on this node"),
+        );
+    };
+    let target = Target {
+        pod: format!("{pod}_{namespace}"),
+        uid,
+    };
+    let runtime = ctx.runtime.clone();
+    let (mut parts, _body) = req.into_parts();
+    if is_spdy_upgrade(&parts.headers) {
+        let protocol = match negotiate(&parts.headers, &[PORT_FORWARD_PROTOCOL]) {
+            Ok(p) => p,
+            Err(r) => return *r,
+        };
+        return spdy_upgrade(&mut parts, protocol, move |session| {
+            serve_port_forward(session, runtime, target)
+        });
+    }
+    let offered = parts
+        .headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == PORT_FORWARD_TUNNEL_PROTOCOL);
+    match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) if offered => {
+            ws.protocols([PORT_FORWARD_TUNNEL_PROTOCOL])
+                .on_upgrade(move |socket| async move {
+                    let io = crate::httpstream::websocket_bytes(socket);
+                    serve_port_forward(crate::httpstream::Session::start(io), runtime, target)
+                        .await;
+                })
+        }
+        Ok(ws) => {
+            // The channel form: ports from the `port` query parameters.
+            let q = query_pairs(&parts.uri.query().map(str::to_string));
+            let mut ports = Vec::new();
+            for (_, v) in q.iter().filter(|(k, _)| k == "port") {
+                for p in v.split(',') {
+                    match p.parse::<u16>() {
+                        Ok(n) if n > 0 => ports.push(n),
+                        _ => {
+                            return failure_response(
+                                400,
+                                "BadRequest",
+                                &format!("unable to parse {v:?} as a port"),
+                            );
+                        }
+                    }
+                }
+            }
+            if ports.is_empty() {
+                return failure_response(400, "BadRequest", "query parameter \"port\" is required");
+            }
+            ws.protocols([WEBSOCKET_CHANNEL_PROTOCOL])
+                .on_upgrade(move |socket| serve_websocket_channels(socket, runtime, target, ports))
+        }
+        Err(_) => failure_response(
+            400,
+            "BadRequest",
+            "port-forward needs an upgrade: SPDY/3.1 (portforward.k8s.io) or WebSocket (SPDY/3.1+portforward.k8s.io)",
+        ),
+    }
 }

@@ -75,7 +75,7 @@ pub fn tls(identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
     Arc::new(cfg)
 }
 
-async fn connect(
+pub async fn connect(
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {

@@ -1,0 +1,308 @@
+"""Streams through a real node: `kubectl port-forward` and `kubectl exec` with both
+pinned kubectl versions, API server -> kubelet -> the pod's network namespace or
+container.
+
+kubectl 1.33 port-forwards over SPDY tunnelled in a WebSocket
+(`SPDY/3.1+portforward.k8s.io`) and execs over WebSocket (`v5.channel.k8s.io`);
+kubectl 1.20 uses plain SPDY/3.1 (`portforward.k8s.io`, `v4.channel.k8s.io`).
+
+Needs root (namespaces, cgroups, overlayfs, veths); skipped loudly otherwise. One
+cluster for the module, on the kubelet's fixed ports (10250, 10248), so no other
+module may run a node at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import KUBECTL_120, KUBECTL_133, Kubectl, _session, _start_cluster, _stop
+from e2e_util import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+MAKE_IMAGE = ROOT / "crates" / "images" / "tests" / "fixtures" / "make-busybox-image.sh"
+IMAGE = "localhost/busybox:e2e"
+NODE = "flotilla-e2e-streams"
+BIG_SIZE = 1 << 20
+# The container writes BIG_SIZE bytes of this line, repeated, to /etc/big.txt.
+BIG_LINE = b"0123456789abcdef\n"
+BIG = (BIG_LINE * (BIG_SIZE // len(BIG_LINE) + 1))[:BIG_SIZE]
+READY_TIMEOUT = 30.0
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0,
+                       reason="LOUD SKIP: real containers need root (CI runs as root)"),
+]
+
+
+@pytest.fixture(scope="module")
+def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("node-streams")
+    # The node owns host-wide things (ports 10250/10248, the flotilla0 bridge, the nft
+    # table): a second node on this machine would fight over them. Wait a while for
+    # another run's node to finish.
+    def ports_free() -> bool:
+        for port in (10250, 10248):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return False
+        return True
+    if not ports_free():
+        try:
+            wait_for(ports_free, timeout=180, interval=2, message="ports 10250/10248 free")
+        except AssertionError:
+            pytest.fail("ports 10250/10248 are taken: another kubelet runs on this machine")
+    # Low hard-eviction thresholds: a busy build machine's disk can be fuller than
+    # upstream's defaults (nodefs.available 10%), and disk pressure taints the node.
+    # The rest as `flotilla server` writes it: the API server's client certificates
+    # are signed by the cluster CA (created under the data dir at start).
+    config = base / "kubelet-config.yaml"
+    (base / "manifests").mkdir()
+    config.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
+        "kind: KubeletConfiguration\n"
+        f"staticPodPath: {base / 'manifests'}\n"
+        "authentication:\n"
+        "  x509:\n"
+        f"    clientCAFile: {base / 'data' / 'pki' / 'ca.crt'}\n"
+        "evictionHard:\n"
+        "  memory.available: 50Mi\n"
+        "  nodefs.available: 1%\n"
+        "  imagefs.available: 1%\n"
+    )
+    cluster = _start_cluster(flotilla_bin, base, kubelet=True,
+                             extra=["--node-name", NODE, "--config", str(config)])
+    try:
+        oci = base / "oci"
+        subprocess.run(["bash", str(MAKE_IMAGE), str(oci), "e2e"], check=True,
+                       capture_output=True, timeout=120)
+        archive = base / "busybox.tar"
+        subprocess.run(["tar", "-C", str(oci), "-cf", str(archive), "."], check=True,
+                       timeout=60)
+        subprocess.run([str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir), "images",
+                        "import", "--base-name", "localhost/busybox", str(archive)],
+                       check=True, capture_output=True, timeout=120)
+        k133 = Kubectl(KUBECTL_133, "1.33", cluster.kubeconfig, base / "kubectl-1.33")
+        k120 = Kubectl(KUBECTL_120, "1.20", cluster.kubeconfig, base / "kubectl-1.20")
+        wait_for(lambda: "Ready" in k133.ok("get", "node", NODE), timeout=60,
+                 message="the server's own node Ready")
+        k133.ok("create", "deployment", "hello", f"--image={IMAGE}", "--", "sh", "-c",
+                "yes 0123456789abcdef | head -c 1048576 > /etc/big.txt; "
+                "exec httpd -f -p 80 -h /etc")
+        pod = wait_for(lambda: _running_pod(k133, "hello"), timeout=90,
+                       message="hello pod Running")
+        name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+        wait_for(lambda: _get(f"http://{ip}/big.txt") == BIG, timeout=30,
+                 message="httpd serves the big file")
+        yield {"cluster": cluster, "k133": k133, "k120": k120, "pod": name}
+        # Pods leave the node through the kubelet's own teardown (containers, sandbox,
+        # veth, address): delete them all and wait before stopping the server.
+        k133("delete", "deployments,pods", "--all", "--wait=false")
+        wait_for(lambda: not json.loads(k133.ok("get", "pods", "-o", "json"))["items"],
+                 timeout=60, message="all pods gone from the node")
+        # The kubelet removes a sandbox (mounts, network namespace, veth) after the pod
+        # left the API: wait for that too.
+        sandboxes = cluster.data_dir / "sandboxes"
+        wait_for(lambda: not sandboxes.exists() or not any(sandboxes.iterdir()),
+                 timeout=60, message="the node's sandboxes removed")
+    finally:
+        _stop(cluster.proc)
+        # Containers outlive the kubelet by design: stop and remove them.
+        ctr = [str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir)]
+        ids = subprocess.run(ctr + ["ps", "-a", "-q", "--no-trunc"], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+        if ids:
+            subprocess.run(ctr + ["rm", "-f", *ids], capture_output=True, timeout=60)
+
+
+def _running_pod(k: Kubectl, app: str) -> dict | None:
+    items = json.loads(k.ok("get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+    running = [p for p in items if p.get("status", {}).get("phase") == "Running"
+               and not p["metadata"].get("deletionTimestamp")]
+    return running[0] if running else None
+
+
+def _get(url: str, timeout: float = 10) -> bytes | None:
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        with s:
+            r = s.get(url, timeout=timeout)
+        return r.content if r.status_code == 200 else None
+    except requests.RequestException:
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PortForward:
+    """A running `kubectl port-forward`, its output collected in the background."""
+
+    def __init__(self, k: Kubectl, target: str, *ports: str, verbose: bool = False):
+        self.k = k
+        args = ["port-forward", target, *ports] + (["-v=4"] if verbose else [])
+        self.proc = k.popen(*args)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(pipe, sink: list[str]) -> None:
+        for line in iter(pipe.readline, ""):
+            sink.append(line)
+
+    def text(self) -> str:
+        return f"stdout: {''.join(self.out)}\nstderr: {''.join(self.err)}"
+
+    def wait_ready(self, local_port: int) -> None:
+        wait_for(lambda: any(f"127.0.0.1:{local_port}" in line for line in self.out)
+                 or self.proc.poll() is not None,
+                 timeout=READY_TIMEOUT, message=f"{self.k!r} port-forward listening")
+        assert self.proc.poll() is None, f"port-forward exited {self.proc.returncode}\n{self.text()}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+@pytest.mark.parametrize("kind", ["deployment", "pod"])
+def test_port_forward_serves_http_from_the_pod(node, version: str, kind: str):
+    k = node["k133"] if version == "1.33" else node["k120"]
+    target = "deployment/hello" if kind == "deployment" else f"pod/{node['pod']}"
+    port = _free_port()
+    pf = PortForward(k, target, f"{port}:80", verbose=version == "1.33")
+    try:
+        pf.wait_ready(port)
+        if version == "1.33":
+            # kubectl 1.33 tunnels SPDY in a WebSocket and does not fall back.
+            err = "".join(pf.err)
+            assert "tunneling_dialer" in err and "portforward.k8s.io" in err, pf.text()
+            assert "fallback" not in err, pf.text()
+        # Two sequential requests, each a new forwarded connection.
+        for _ in range(2):
+            body = _get(f"http://127.0.0.1:{port}/hostname")
+            assert body is not None, pf.text()
+            assert body.decode().strip() == node["pod"]
+        # 1 MiB through the forwarder (more than SPDY's 64 KiB default window).
+        started = time.monotonic()
+        big = _get(f"http://127.0.0.1:{port}/big.txt", timeout=30)
+        elapsed = time.monotonic() - started
+        assert big is not None, pf.text()
+        assert len(big) == BIG_SIZE and big == BIG
+        print(f"kubectl {version} port-forward: 1 MiB in {elapsed:.2f}s")
+        assert pf.proc.poll() is None, pf.text()
+    finally:
+        pf.stop()
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_port_forward_to_a_closed_port_reports_the_error(node, version: str):
+    k = node["k133"] if version == "1.33" else node["k120"]
+    good, closed = _free_port(), _free_port()
+    pf = PortForward(k, f"pod/{node['pod']}", f"{good}:80", f"{closed}:81")
+    try:
+        pf.wait_ready(good)
+        pf.wait_ready(closed)
+        assert _get(f"http://127.0.0.1:{closed}/hostname", timeout=10) is None
+        wait_for(lambda: "error forwarding port 81 to pod" in "".join(pf.err),
+                 timeout=20, message="the kubelet's error reported by kubectl")
+        assert "connection refused" in "".join(pf.err).lower(), pf.text()
+        if version == "1.20":
+            # The session stays up: the other port keeps working.
+            body = _get(f"http://127.0.0.1:{good}/hostname")
+            assert body is not None and body.decode().strip() == node["pod"], pf.text()
+            assert pf.proc.poll() is None, pf.text()
+        else:
+            # kubectl >= 1.27 (client-go) closes its whole connection after any error
+            # on an error stream and exits: "lost connection to pod". Upstream's kubelet
+            # behaves the same; the server side has not closed anything.
+            wait_for(lambda: pf.proc.poll() is not None, timeout=20,
+                     message="kubectl 1.33 exits after the error")
+            wait_for(lambda: "lost connection to pod" in "".join(pf.err), timeout=5,
+                     message="kubectl's own message")
+    finally:
+        pf.stop()
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_exec_exit_codes_stdin_and_large_output(node, version: str):
+    k = node["k133"] if version == "1.33" else node["k120"]
+    pod = node["pod"]
+    p = k("exec", pod, "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert p.returncode == 7, p.stderr
+    assert p.stdout == "out\n"
+    assert "err\n" in p.stderr
+    assert k.ok("exec", pod, "--", "true") == ""
+    # stdin with -i: the process sees the input, then EOF.
+    p = k("exec", "-i", pod, "--", "sh", "-c", "cat; echo done", input="line one\nline two\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "line one\nline two\ndone\n"
+    # 1 MiB of output.
+    started = time.monotonic()
+    p = subprocess.run(k.argv(("exec", pod, "--", "cat", "/etc/big.txt")), capture_output=True,
+                       env=k.env(), timeout=60, stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == BIG
+    print(f"kubectl {version} exec: 1 MiB of output in {elapsed:.2f}s")
+    # A command that does not exist: an error, not a hang.
+    p = k("exec", pod, "--", "/no/such/command")
+    assert p.returncode != 0
+
+
+def test_api_server_refuses_bad_streaming_requests_with_status(node):
+    cluster, k = node["cluster"], node["k133"]
+    s = _session(cluster)
+    s.cert = (str(cluster.client_cert), str(cluster.client_key))
+    base = f"{cluster.url}/api/v1/namespaces/default/pods"
+    with s:
+        # No upgrade at all.
+        for sub in ("portforward", "exec?command=true&stdout=1"):
+            r = s.post(f"{base}/{node['pod']}/{sub}", timeout=10)
+            assert r.status_code == 400, r.text
+            st = r.json()
+            assert st["kind"] == "Status" and st["reason"] == "BadRequest", st
+            assert "upgrade" in st["message"], st
+        # A pod no node runs.
+        k.ok("run", "nowhere", f"--image={IMAGE}", "--overrides",
+             json.dumps({"spec": {"nodeSelector": {"no-such-label": "x"}}}), "--", "true")
+        try:
+            r = s.post(f"{base}/nowhere/portforward", timeout=10,
+                       headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                                "X-Stream-Protocol-Version": "portforward.k8s.io"})
+            assert r.status_code == 400, r.text
+            assert r.json()["message"] == "pod nowhere does not have a host assigned"
+        finally:
+            k("delete", "pod", "nowhere", "--wait=false")
+        # A protocol the kubelet does not speak: its 403 and accepted versions pass
+        # through.
+        r = s.post(f"{base}/{node['pod']}/portforward", timeout=10,
+                   headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+                            "X-Stream-Protocol-Version": "portforward.k8s.io.v9"})
+        assert r.status_code == 403, r.text
+        assert r.headers.get("X-Accepted-Stream-Protocol-Versions") == "portforward.k8s.io"
