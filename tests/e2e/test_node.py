@@ -61,6 +61,11 @@ def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         k("delete", "deployments,pods", "--all", "--wait=false")
         wait_for(lambda: not json.loads(k.ok("get", "pods", "-o", "json"))["items"],
                  timeout=60, message="all pods gone from the node")
+        # The kubelet removes a sandbox (mounts, network namespace, veth) after the pod
+        # left the API: wait for that too.
+        sandboxes = cluster.data_dir / "sandboxes"
+        wait_for(lambda: not sandboxes.exists() or not any(sandboxes.iterdir()),
+                 timeout=60, message="the node's sandboxes removed")
     finally:
         _stop(cluster.proc)
         # Containers outlive the kubelet by design: stop and remove them.

@@ -34,9 +34,10 @@ def _containers(flotilla_bin: Path, data_dir: Path) -> dict[str, str]:
                          check=True, timeout=60).stdout.split()
     out = {}
     for i in ids:
-        info = json.loads(subprocess.run(ctr + ["inspect", i], capture_output=True, text=True,
-                                         check=True, timeout=60).stdout)
-        out[i] = info["spec"]["labels"]["io.kubernetes.pod.name"]
+        # The kubelet may remove a container between the listing and this look.
+        p = subprocess.run(ctr + ["inspect", i], capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            out[i] = json.loads(p.stdout)["spec"]["labels"]["io.kubernetes.pod.name"]
     return out
 
 

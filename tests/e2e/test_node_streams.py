@@ -60,26 +60,8 @@ def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
             wait_for(ports_free, timeout=180, interval=2, message="ports 10250/10248 free")
         except AssertionError:
             pytest.fail("ports 10250/10248 are taken: another kubelet runs on this machine")
-    # Low hard-eviction thresholds: a busy build machine's disk can be fuller than
-    # upstream's defaults (nodefs.available 10%), and disk pressure taints the node.
-    # The rest as `flotilla server` writes it: the API server's client certificates
-    # are signed by the cluster CA (created under the data dir at start).
-    config = base / "kubelet-config.yaml"
-    (base / "manifests").mkdir()
-    config.write_text(
-        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
-        "kind: KubeletConfiguration\n"
-        f"staticPodPath: {base / 'manifests'}\n"
-        "authentication:\n"
-        "  x509:\n"
-        f"    clientCAFile: {base / 'data' / 'pki' / 'ca.crt'}\n"
-        "evictionHard:\n"
-        "  memory.available: 50Mi\n"
-        "  nodefs.available: 1%\n"
-        "  imagefs.available: 1%\n"
-    )
-    cluster = _start_cluster(flotilla_bin, base, kubelet=True,
-                             extra=["--node-name", NODE, "--config", str(config)])
+    # (conftest relaxes the disk eviction thresholds of test nodes.)
+    cluster = _start_cluster(flotilla_bin, base, kubelet=True, extra=["--node-name", NODE])
     try:
         oci = base / "oci"
         subprocess.run(["bash", str(MAKE_IMAGE), str(oci), "e2e"], check=True,

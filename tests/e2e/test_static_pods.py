@@ -71,7 +71,14 @@ class Ctr:
 
     def containers(self, all_: bool = False) -> list[dict]:
         ids = self("ps", "-q", "--no-trunc", *(["-a"] if all_ else [])).split()
-        return [json.loads(self("inspect", i)) for i in ids]
+        out = []
+        for i in ids:
+            # The kubelet may remove a container between the listing and this look.
+            p = subprocess.run(self.base + ["inspect", i], capture_output=True, text=True,
+                               timeout=60)
+            if p.returncode == 0:
+                out.append(json.loads(p.stdout))
+        return out
 
     def running(self, pod: str) -> list[dict]:
         return [c for c in self.containers()
