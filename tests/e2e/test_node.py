@@ -277,3 +277,78 @@ def test_kubectl_top_reads_usage_from_the_kubelet(node, client_home: Path):
         assert p.returncode != 0 and "not found" in p.stderr, p.stderr
     finally:
         k("delete", "pod", "busy", "--wait=false")
+
+
+def test_probes_kills_and_logs_follow(node, flotilla_bin: Path):
+    """Readiness gates Ready, a failing liveness probe restarts the container, a
+    process killed from the host is restarted (RESTARTS `1 (Xs ago)`), `logs -f`
+    streams new lines."""
+    cluster, k = node
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "web", "image": IMAGE,
+            "command": ["sh", "-c",
+                        "i=0; while :; do echo tick $i; i=$((i+1)); sleep 1; done & "
+                        "exec httpd -f -p 80 -h /tmp"],
+            # Ready once /tmp/ready exists; alive while /tmp/alive does not say no.
+            "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/ready"]},
+                               "periodSeconds": 1, "failureThreshold": 1},
+            "livenessProbe": {"exec": {"command": ["sh", "-c", "! test -e /tmp/dead"]},
+                              "periodSeconds": 1, "failureThreshold": 2},
+        }]},
+    }
+    k.ok("apply", "-f", "-", input=json.dumps(pod))
+    follow = None
+    try:
+        def status():
+            cs = (_pod_json(k, "probed").get("status", {}).get("containerStatuses") or [{}])[0]
+            return cs
+        wait_for(lambda: status().get("state", {}).get("running"), timeout=60,
+                 message="probed container running")
+        assert status()["ready"] is False
+        assert "0/1" in k.ok("get", "pod", "probed")
+        k.ok("exec", "probed", "--", "touch", "/tmp/ready")
+        wait_for(lambda: status().get("ready") is True, timeout=30, message="Ready after the file")
+        assert "1/1" in k.ok("get", "pod", "probed")
+
+        # logs -f: lines keep coming while the command runs.
+        follow = subprocess.Popen(k.argv(("logs", "-f", "probed")), stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, env=k.env(None))
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(seen) < 3:
+            line = follow.stdout.readline()
+            if not line:
+                break
+            if line.startswith("tick"):
+                seen.append(int(line.split()[1]))
+        assert len(seen) == 3 and seen == sorted(seen), seen
+
+        # Liveness: the probe fails twice, the kubelet restarts the container.
+        k.ok("exec", "probed", "--", "touch", "/tmp/dead")
+        wait_for(lambda: status().get("restartCount", 0) >= 1, timeout=60,
+                 message="restart after a failing liveness probe")
+        events = json.loads(k.ok("get", "events", "-o", "json"))["items"]
+        assert any(e["reason"] == "Unhealthy" and e["involvedObject"]["name"] == "probed"
+                   and "Liveness probe failed" in e["message"] for e in events), events
+        wait_for(lambda: status().get("state", {}).get("running"), timeout=60,
+                 message="running again")
+
+        # Kill the process from the host: restarted, and kubectl shows when.
+        ctr = [str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir)]
+        cid = status()["containerID"].split("://", 1)[1]
+        pid = json.loads(subprocess.run(ctr + ["inspect", cid], capture_output=True, text=True,
+                                        check=True).stdout)["pid"]
+        os.kill(pid, 9)
+        wait_for(lambda: status().get("restartCount", 0) >= 2, timeout=60,
+                 message="restart after a kill from the host")
+        line = k.ok("get", "pod", "probed").splitlines()[1]
+        assert " ago)" in line and line.split()[3] == "2", line
+        last = status()["lastState"]["terminated"]
+        assert last["exitCode"] == 137 and last["reason"] == "Error", last
+    finally:
+        if follow is not None:
+            follow.kill()
+            follow.wait(timeout=10)
+        k("delete", "pod", "probed", "--wait=false")
