@@ -172,12 +172,19 @@ class PortForward:
 
 
 @pytest.mark.parametrize("version", ["1.33", "1.20"])
-@pytest.mark.parametrize("kind", ["deployment", "pod"])
+@pytest.mark.parametrize("kind", ["deployment", "pod", "service"])
 def test_port_forward_serves_http_from_the_pod(node, version: str, kind: str):
     k = node["k133"] if version == "1.33" else node["k120"]
-    target = "deployment/hello" if kind == "deployment" else f"pod/{node['pod']}"
+    target = {"deployment": "deployment/hello", "pod": f"pod/{node['pod']}",
+              "service": "service/hello"}[kind]
+    remote = "80"
+    if kind == "service":
+        # kubectl maps the service port to the pod's targetPort itself.
+        if node["k133"]("get", "service", "hello").returncode != 0:
+            node["k133"].ok("expose", "deployment", "hello", "--port=8080", "--target-port=80")
+        remote = "8080"
     port = _free_port()
-    pf = PortForward(k, target, f"{port}:80", verbose=version == "1.33")
+    pf = PortForward(k, target, f"{port}:{remote}", verbose=version == "1.33")
     try:
         pf.wait_ready(port)
         if version == "1.33":
