@@ -352,3 +352,51 @@ def test_probes_kills_and_logs_follow(node, flotilla_bin: Path):
             follow.kill()
             follow.wait(timeout=10)
         k("delete", "pod", "probed", "--wait=false")
+
+
+def test_seccomp_profiles_confine_pods(node):
+    """securityContext.seccompProfile: RuntimeDefault refuses namespace creation (no
+    CAP_SYS_ADMIN) in the container and in `kubectl exec`; Unconfined (the default)
+    allows it; a Localhost profile missing from the node is the container's clear error."""
+    cluster, k = node
+    probe = ("grep Seccomp: /proc/self/status; "
+             "busybox unshare -U true && echo unshare=ok || echo unshare=denied; "
+             "exec sleep 3600")
+
+    def pod(name: str, profile: dict | None) -> dict:
+        spec = {"terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", probe]}]}
+        if profile:
+            spec["securityContext"] = {"seccompProfile": profile}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+    names = ["sc-default", "sc-unconfined", "sc-missing"]
+    try:
+        for name, profile in [
+                ("sc-default", {"type": "RuntimeDefault"}),
+                ("sc-unconfined", None),
+                ("sc-missing", {"type": "Localhost", "localhostProfile": "nope/profile.json"})]:
+            k.ok("apply", "-f", "-", input=json.dumps(pod(name, profile)))
+        wait_for(lambda: "unshare=" in k.ok("logs", "sc-default"), timeout=60,
+                 message="sc-default ran")
+        out = k.ok("logs", "sc-default")
+        assert "Seccomp:\t2" in out and "unshare=denied" in out, out
+        p = k("exec", "sc-default", "--", "busybox", "unshare", "-U", "true")
+        assert p.returncode != 0 and "Operation not permitted" in p.stderr, (p.stdout, p.stderr)
+
+        wait_for(lambda: "unshare=" in k.ok("logs", "sc-unconfined"), timeout=60,
+                 message="sc-unconfined ran")
+        out = k.ok("logs", "sc-unconfined")
+        assert "Seccomp:\t0" in out and "unshare=ok" in out, out
+
+        def waiting_reason():
+            st = json.loads(k.ok("get", "pod", "sc-missing", "-o", "json")).get("status", {})
+            for cs in st.get("containerStatuses") or []:
+                w = cs.get("state", {}).get("waiting") or {}
+                if w.get("reason") == "CreateContainerError":
+                    return w
+            return None
+        w = wait_for(waiting_reason, timeout=60, message="CreateContainerError for the profile")
+        assert "nope/profile.json" in w.get("message", ""), w
+    finally:
+        k("delete", "pod", *names, "--wait=false")

@@ -266,3 +266,101 @@ def test_static_pods_are_mirrored_into_the_api(flotilla_bin: Path, tmp_path: Pat
             pass
         _stop(cluster.proc)
         ctr.remove_all()
+
+
+def _scheduler_manifest(binary: Path, kubeconfig: Path, name: str) -> str:
+    """A control-plane component as a static pod (seed 001, kubeadm style): `flotilla
+    scheduler` from the host's binary (hostPath), on the host network, talking to the
+    API server with the admin kubeconfig. The busybox image has no C library: the
+    host's is mounted where the binary's loader looks for it."""
+    volumes, mounts = [], []
+    for i, (host, path, kind) in enumerate([
+            (str(binary), "/flotilla/flotilla", "File"),
+            (str(kubeconfig), "/etc/flotilla/scheduler.kubeconfig", "File"),
+            ("/usr/lib", "/usr/lib", "Directory"),
+            ("/usr/lib", "/lib", "Directory"),
+            ("/usr/lib64", "/lib64", "Directory")]):
+        if not Path(host).exists():
+            continue
+        volumes.append({"name": f"v{i}", "hostPath": {"path": host, "type": kind}})
+        mounts.append({"name": f"v{i}", "mountPath": path, "readOnly": True})
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system",
+                     "labels": {"component": name, "tier": "control-plane"}},
+        "spec": {
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": name, "image": IMAGE,
+                "command": ["/flotilla/flotilla", "scheduler",
+                            "--kubeconfig", "/etc/flotilla/scheduler.kubeconfig",
+                            "--scheduler-name", "my-scheduler",
+                            "--leader-elect-resource-name", name],
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        },
+    })
+
+
+def test_a_scheduler_runs_as_a_static_pod(flotilla_bin: Path, tmp_path: Path):
+    """Seed 001: a control-plane component runs as a static pod with hostNetwork
+    (kubeadm's way), and a second scheduler serves the pods that name it: a pod with
+    `schedulerName: my-scheduler` stays Pending until the static-pod scheduler runs,
+    then it is bound by it."""
+    _require_free_node_ports()
+    node = "cp-e2e"
+    cluster = _start_cluster(flotilla_bin, tmp_path, kubelet=True, extra=["--node-name", node])
+    ctr = Ctr(flotilla_bin, cluster.data_dir)
+    manifests = cluster.data_dir / "agent" / "pod-manifests"
+    k = Kubectl(KUBECTL_133, "1.33", cluster.kubeconfig, tmp_path / "kubectl-home")
+    try:
+        ctr.import_image(tmp_path)
+        wait_for(lambda: "Ready" in k.ok("get", "node", node), timeout=60, message="node Ready")
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "picky", "namespace": "default"},
+               "spec": {"schedulerName": "my-scheduler", "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": IMAGE,
+                                        "command": ["sleep", "3600"]}]}}
+        k.ok("apply", "-f", "-", input=json.dumps(pod))
+        time.sleep(3)
+        got = json.loads(k.ok("get", "pod", "picky", "-o", "json"))
+        assert not got["spec"].get("nodeName"), "the default scheduler took my-scheduler's pod"
+
+        manifests.mkdir(parents=True, exist_ok=True)
+        (manifests / "my-scheduler.json").write_text(
+            _scheduler_manifest(flotilla_bin, cluster.data_dir / "admin.kubeconfig",
+                                "my-scheduler"))
+        mirror = f"my-scheduler-{node}"
+        wait_for(lambda: "Running" in k("get", "pod", mirror, "-n", "kube-system").stdout,
+                 timeout=60, message="the scheduler's mirror pod Running")
+        out = k.ok("get", "pods", "-n", "kube-system", "-o", "wide")
+        assert mirror in out, out
+        bound = wait_for(
+            lambda: (p := json.loads(k.ok("get", "pod", "picky", "-o", "json")))["spec"]
+            .get("nodeName") and p, timeout=60,
+            message="my-scheduler bound its pod\n" + k("logs", "-n", "kube-system", mirror).stdout)
+        assert bound["spec"]["nodeName"] == node
+        events = k.ok("get", "events", "--field-selector", "involvedObject.name=picky",
+                      "-o", "json")
+        sources = {(e.get("reason"), (e.get("source") or {}).get("component")
+                    or e.get("reportingComponent")) for e in json.loads(events)["items"]}
+        assert ("Scheduled", "my-scheduler") in sources, sources
+        # It is a real process on the host network, started by the kubelet.
+        c = ctr.running(mirror)[0]
+        assert c["spec"]["command"][:2] == ["/flotilla/flotilla", "scheduler"]
+        wait_for(lambda: json.loads(k.ok("get", "pod", "picky", "-o", "json"))["status"]
+                 .get("phase") == "Running", timeout=60, message="picky Running")
+        k.ok("delete", "pod", "picky", "--wait=false")
+    finally:
+        for f in manifests.glob("*") if manifests.exists() else []:
+            f.unlink()
+        try:
+            k("delete", "pods", "--all", "--wait=false")
+            wait_for(lambda: not ctr.containers(), timeout=60, message="containers gone")
+        except AssertionError:
+            pass
+        _stop(cluster.proc)
+        ctr.remove_all()

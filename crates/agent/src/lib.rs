@@ -50,6 +50,10 @@ pub struct NodeRuntimeConfig {
     pub cluster_domain: String,
     /// The whole cluster's pod network (exempt from masquerade).
     pub cluster_cidr: Option<IpNet>,
+    /// Where `Localhost` seccomp profiles live (upstream: `<kubelet root-dir>/seccomp`).
+    pub seccomp_profile_root: PathBuf,
+    /// `seccompDefault`: `RuntimeDefault` for containers that ask for no profile.
+    pub seccomp_default: bool,
 }
 
 impl NodeRuntimeConfig {
@@ -61,6 +65,8 @@ impl NodeRuntimeConfig {
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
             cluster_cidr: None,
+            seccomp_profile_root: PathBuf::from("/var/lib/kubelet/seccomp"),
+            seccomp_default: false,
         }
     }
 
@@ -607,14 +613,7 @@ impl PodRuntime for NodeRuntime {
             name: c.name.clone(),
             image: config.image.image.clone(),
             rootfs: Some(runtime::Rootfs::Lowerdirs(lowerdirs)),
-            image_defaults: runtime::ImageDefaults {
-                entrypoint: icfg.entrypoint,
-                cmd: icfg.cmd,
-                env: icfg.env,
-                working_dir: Some(icfg.working_dir).filter(|d| !d.is_empty()),
-                user: Some(icfg.user).filter(|u| !u.is_empty()),
-                stop_signal: icfg.stop_signal,
-            },
+            image_defaults: image_defaults(icfg),
             command: c.command.clone().unwrap_or_default(),
             args: c.args.clone().unwrap_or_default(),
             env: config.env.clone(),
@@ -640,6 +639,12 @@ impl PodRuntime for NodeRuntime {
                 .and_then(|s| s.read_only_root_filesystem)
                 .unwrap_or(false),
             no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+            seccomp: seccomp_of(
+                &self.cfg.seccomp_profile_root,
+                self.cfg.seccomp_default,
+                sc.and_then(|s| s.seccomp_profile.as_ref())
+                    .or_else(|| psc.and_then(|s| s.seccomp_profile.as_ref())),
+            )?,
             cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
             cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
             hostname: None,
@@ -886,6 +891,69 @@ fn connect_loopback(port: u16) -> std::io::Result<std::net::TcpStream> {
             TcpStream::connect_timeout(&v6, PORT_FORWARD_CONNECT_TIMEOUT)
                 .map_err(|e6| std::io::Error::new(e4.kind(), format!("IPv4: {e4}; IPv6: {e6}")))
         }
+    }
+}
+
+/// The runtime's seccomp profile for a container's effective `seccompProfile` (its own,
+/// else the pod's): `RuntimeDefault`, `Localhost` (a JSON profile under `root`, e.g.
+/// `profiles/audit.json`), or unconfined (`Unconfined` or none, the Kubernetes default).
+fn seccomp_of(
+    root: &Path,
+    default_runtime_default: bool,
+    profile: Option<&k8s_openapi::api::core::v1::SeccompProfile>,
+) -> Result<Option<runtime::seccomp::Seccomp>, RuntimeError> {
+    let Some(p) = profile else {
+        return Ok(default_runtime_default.then_some(runtime::seccomp::Seccomp::RuntimeDefault));
+    };
+    match p.type_.as_str() {
+        "RuntimeDefault" => Ok(Some(runtime::seccomp::Seccomp::RuntimeDefault)),
+        "Localhost" => {
+            let rel = p.localhost_profile.as_deref().unwrap_or_default();
+            let rel_path = Path::new(rel);
+            if rel.is_empty()
+                || rel_path.is_absolute()
+                || rel_path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(RuntimeError::Other(format!(
+                    "seccomp: localhostProfile {rel:?} must be a relative path inside {}",
+                    root.display()
+                )));
+            }
+            let path = root.join(rel_path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                RuntimeError::Other(format!(
+                    "seccomp: cannot read localhost profile {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let parsed = runtime::seccomp::parse_profile(&bytes)
+                .map_err(|e| RuntimeError::Other(format!("{}: {e}", path.display())))?;
+            // Compile once here so a broken profile is this container's clear error,
+            // not a failure deep in its init.
+            runtime::seccomp::compile(&parsed)
+                .map_err(|e| RuntimeError::Other(format!("{}: {e}", path.display())))?;
+            let unknown = runtime::seccomp::unknown_names(&parsed);
+            if !unknown.is_empty() {
+                tracing::warn!(profile = %path.display(), "seccomp: unknown system calls skipped: {unknown:?}");
+            }
+            Ok(Some(runtime::seccomp::Seccomp::Profile(parsed)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The runtime's view of an image's config (entrypoint, cmd, env, workdir, user, stop
+/// signal), for containers created from that image.
+pub fn image_defaults(icfg: images::ImageConfig) -> runtime::ImageDefaults {
+    runtime::ImageDefaults {
+        entrypoint: icfg.entrypoint,
+        cmd: icfg.cmd,
+        env: icfg.env,
+        working_dir: Some(icfg.working_dir).filter(|d| !d.is_empty()),
+        user: Some(icfg.user).filter(|u| !u.is_empty()),
+        stop_signal: icfg.stop_signal,
     }
 }
 

@@ -702,11 +702,26 @@ pub fn field_validation(
 /// The Priority admission plugin on a new Pod: resolve `spec.priorityClassName`
 /// against the stored PriorityClasses (403 Forbidden when it names none).
 async fn admit_priority(server: &ApiServer, pod: &mut Value) -> ApiResult<()> {
-    let Some(class_name) = api::validation::pod_priority_class_name(pod).map(str::to_string) else {
-        return Ok(());
+    const PREFIX: &str = "/registry/scheduling.k8s.io/priorityclasses/";
+    let class = match api::validation::pod_priority_class_name(pod) {
+        Some(name) => {
+            let key = format!("{PREFIX}{name}");
+            server.cache.get(&key).await.map(|c| c.value())
+        }
+        // A pod naming no class gets the globalDefault class, if any (the one
+        // created first when several claim it, as upstream picks the lowest value
+        // among them: take the lowest value, then the oldest).
+        None => {
+            let is_default = |o: &crate::cache::CachedObject| {
+                o.value()["globalDefault"].as_bool().unwrap_or(false)
+            };
+            let (defaults, ..) = server.cache.list(PREFIX, None, 0, &is_default).await;
+            defaults
+                .iter()
+                .map(|c| c.value())
+                .min_by_key(|v| v["value"].as_i64().unwrap_or(0))
+        }
     };
-    let key = format!("/registry/scheduling.k8s.io/priorityclasses/{class_name}");
-    let class = server.cache.get(&key).await.map(|c| c.value());
     api::validation::admit_pod_priority(pod, class.as_ref()).map_err(|why| {
         ApiError::forbidden(format!(
             "pods \"{}\" is forbidden: {why}",

@@ -89,8 +89,9 @@ enum CtrCommand {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Create and start a container from a root filesystem directory.
-    Run(RunArgs),
+    /// Create and start a container from an image (pulled when missing) or a root
+    /// filesystem directory (`--rootfs`): `run IMAGE [--] CMD…`.
+    Run(Box<RunArgs>),
     /// Manage images: ls, pull, import, rm, gc.
     Images {
         #[command(subcommand)]
@@ -101,9 +102,16 @@ enum CtrCommand {
 /// `flotilla ctr run` flags.
 #[derive(Args)]
 struct RunArgs {
-    /// Root filesystem directory (used read-only as the overlay's lower layer).
+    /// Root filesystem directory (used read-only as the overlay's lower layer) instead
+    /// of an image.
     #[arg(long)]
-    rootfs: PathBuf,
+    rootfs: Option<PathBuf>,
+    /// When to pull the image: missing, always or never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
+    /// Registry (host[:port]) to reach over plain http; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
     /// Container name.
     #[arg(long, default_value = "ctr")]
     name: String,
@@ -140,9 +148,14 @@ struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
-    /// Command and arguments.
-    #[arg(last = true)]
-    cmd: Vec<String>,
+    /// The image (e.g. `127.0.0.1:5000/busybox:latest`), then the command and its
+    /// arguments (`--` before them is optional). With `--rootfs`, only the command.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE [CMD]..."
+    )]
+    args: Vec<String>,
 }
 
 fn parse_bytes(s: &str) -> anyhow::Result<i64> {
@@ -163,6 +176,7 @@ fn run_spec(
     rootfs: Rootfs,
     image: &str,
     defaults: ImageDefaults,
+    cmd: Vec<String>,
     a: &RunArgs,
 ) -> anyhow::Result<ContainerSpec> {
     let mut spec = ContainerSpec {
@@ -170,7 +184,7 @@ fn run_spec(
         image: image.to_string(),
         rootfs: Some(rootfs),
         image_defaults: defaults,
-        command: a.cmd.clone(),
+        command: cmd,
         hostname: a.hostname.clone(),
         working_dir: a.workdir.clone(),
         privileged: a.privileged,
@@ -413,6 +427,51 @@ fn show_logs(
     }
 }
 
+/// The overlay layers and defaults of `image` in the node's image store (the kubelet's),
+/// pulled first according to `--pull` (with progress on the terminal).
+fn image_rootfs(
+    data_dir: &Path,
+    image: &str,
+    a: &RunArgs,
+) -> anyhow::Result<(Rootfs, ImageDefaults)> {
+    let store = images::ImageStore::open(&data_dir.join("images"))
+        .with_context(|| format!("opening the image store in {}", data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let present = match store.get(image) {
+            Ok(_) => true,
+            Err(images::ImageError::NotFound(_)) => false,
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("image {image}"))),
+        };
+        let pull = match a.pull.as_str() {
+            "always" => true,
+            "never" if !present => {
+                bail!("image {image} is not present on this node and --pull=never was given")
+            }
+            _ => !present,
+        };
+        if pull {
+            let opts = images::PullOptions {
+                insecure_registries: a.insecure_registries.clone(),
+                progress: std::sync::Arc::new(images::progress::TerminalProgress::stderr()),
+                ..Default::default()
+            };
+            let info = store
+                .pull(image, &opts)
+                .await
+                .with_context(|| format!("pulling {image}"))?;
+            eprintln!("{}: {}", info.name, info.target_digest);
+        }
+        let (dirs, icfg) = store
+            .rootfs_layers(image)
+            .await
+            .with_context(|| format!("unpacking {image}"))?;
+        Ok((Rootfs::Lowerdirs(dirs), agent::image_defaults(icfg)))
+    })
+}
+
 /// Run `flotilla ctr …`; returns the process exit code.
 pub fn run(cmd: CtrCmd) -> anyhow::Result<i32> {
     if let CtrCommand::Images { command } = cmd.command {
@@ -424,6 +483,7 @@ pub fn run(cmd: CtrCmd) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let rt = Runtime::new(Config::new(&cmd.data_dir)?)?;
+    let cmd_data_dir = cmd.data_dir.clone();
     match cmd.command {
         CtrCommand::Ps {
             all,
@@ -510,12 +570,30 @@ pub fn run(cmd: CtrCmd) -> anyhow::Result<i32> {
         }
         CtrCommand::Images { .. } => unreachable!("handled above"),
         CtrCommand::Run(a) => {
-            if !a.rootfs.is_dir() {
-                bail!("--rootfs {} is not a directory", a.rootfs.display());
-            }
-            let rootfs = Rootfs::Lowerdirs(vec![a.rootfs.canonicalize()?]);
-            let image = a.rootfs.display().to_string();
-            let spec = run_spec(rootfs, &image, ImageDefaults::default(), &a)?;
+            // `run IMAGE -- CMD`: clap keeps a `--` that follows the image.
+            let strip = |v: &[String]| -> Vec<String> {
+                match v.split_first() {
+                    Some((first, rest)) if first == "--" => rest.to_vec(),
+                    _ => v.to_vec(),
+                }
+            };
+            let spec = match &a.rootfs {
+                Some(dir) => {
+                    if !dir.is_dir() {
+                        bail!("--rootfs {} is not a directory", dir.display());
+                    }
+                    let rootfs = Rootfs::Lowerdirs(vec![dir.canonicalize()?]);
+                    let image = dir.display().to_string();
+                    run_spec(rootfs, &image, ImageDefaults::default(), strip(&a.args), &a)?
+                }
+                None => {
+                    let Some((image, cmd)) = a.args.split_first() else {
+                        bail!("ctr run needs an IMAGE (or --rootfs DIR)");
+                    };
+                    let (rootfs, defaults) = image_rootfs(&cmd_data_dir, image, &a)?;
+                    run_spec(rootfs, image, defaults, strip(cmd), &a)?
+                }
+            };
             let id = rt.create_container(&spec)?;
             if let Err(e) = rt.start(&id) {
                 let _ = rt.remove(&id);

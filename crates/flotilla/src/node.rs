@@ -65,6 +65,8 @@ pub async fn run_kubelet(
     rcfg.cluster_dns = cfg.config.kubelet.cluster_dns.clone();
     rcfg.cluster_domain = cfg.config.kubelet.cluster_domain.clone();
     rcfg.cluster_cidr = cluster_cidr.parse().ok();
+    rcfg.seccomp_profile_root = cfg.config.root_dir.join("seccomp");
+    rcfg.seccomp_default = cfg.config.kubelet.seccomp_default.unwrap_or(false);
     let node_name = cfg.config.node_name.clone();
     let mut configured_cidr = cfg.config.kubelet.pod_cidr.clone();
     if configured_cidr.is_empty() && cfg.config.kubeconfig.is_none() {

@@ -245,6 +245,9 @@ pub struct KubeletConfiguration {
     pub system_cgroups: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub kubelet_cgroups: String,
+    /// `RuntimeDefault` seccomp for containers that ask for no profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seccomp_default: Option<bool>,
     /// Logging options (format, verbosity); accepted, Flotilla logs through `tracing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<serde_json::Value>,

@@ -6,7 +6,8 @@
 //! libcontainer at 124 ms per `/bin/true` start against runc's ~40 ms; the goal here is
 //! at or below crun's 47 ms for create+start+wait+delete, which needs a short, direct path.
 //!
-//! Not implemented (runc does them from the same bundle): seccomp, AppArmor/SELinux,
+//! Seccomp profiles (`linux.seccomp`) are compiled with `seccompiler` ([`crate::seccomp`]).
+//! Not implemented (runc does them from the same bundle): AppArmor/SELinux,
 //! rlimits, sysctls, user namespaces, the cgroup filesystem inside the container.
 
 use std::convert::Infallible;
@@ -20,7 +21,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::{Mode, SFlag, makedev, mknod, umask};
 use nix::unistd::{Gid, Uid, chdir, execve, pivot_root, setgroups, sethostname};
-use oci_spec::runtime::{LinuxNamespaceType, Mount, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Mount, Process, Spec};
 
 /// Errors setting up a container process (reported to the shim over a pipe).
 #[derive(Debug, thiserror::Error)]
@@ -450,12 +451,17 @@ pub fn run(bundle: &Path, spec: &Spec, cgroup_procs: &[PathBuf]) -> Result<Infal
         .process()
         .as_ref()
         .ok_or_else(|| InitError::Invalid("config.json has no process".into()))?;
-    exec_process(process, None)
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    exec_process(process, None, seccomp)
 }
 
-/// Drop to the process's credentials and exec it; `args` overrides the config's argv
-/// (used by exec). Returns only on error.
-pub fn exec_process(process: &Process, args: Option<&[String]>) -> Result<Infallible, InitError> {
+/// Drop to the process's credentials, confine it with `seccomp` and exec it; `args`
+/// overrides the config's argv (used by exec). Returns only on error.
+pub fn exec_process(
+    process: &Process,
+    args: Option<&[String]>,
+    seccomp: Option<&LinuxSeccomp>,
+) -> Result<Infallible, InitError> {
     let argv: Vec<String> = match args {
         Some(a) => a.to_vec(),
         None => process.args().clone().unwrap_or_default(),
@@ -465,11 +471,24 @@ pub fn exec_process(process: &Process, args: Option<&[String]>) -> Result<Infall
         .first()
         .ok_or_else(|| InitError::Invalid("empty command".into()))?;
     let cwd_ok = chdir(process.cwd()).is_ok();
-    if process.no_new_privileges() == Some(true) {
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    if no_new_privs {
         sys(
             || "set no_new_privs".into(),
             nix::sys::prctl::set_no_new_privs(),
         )?;
+    }
+    let filters = match seccomp {
+        Some(p) => crate::seccomp::compile(p).map_err(|e| InitError::Invalid(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let install = |filters: &[seccompiler::BpfProgram]| {
+        crate::seccomp::install(filters).map_err(|e| InitError::Invalid(e.to_string()))
+    };
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it now, while
+    // init still holds it (as runc does); with it, as late as possible (below).
+    if !no_new_privs {
+        install(&filters)?;
     }
     let to_caps = |set: &Option<std::collections::HashSet<oci_spec::runtime::Capability>>| {
         set.iter()
@@ -545,6 +564,9 @@ pub fn exec_process(process: &Process, args: Option<&[String]>) -> Result<Infall
     }
     let path = find_program(program, &env)
         .ok_or_else(|| InitError::Invalid(format!("executable {program:?} not found")))?;
+    if no_new_privs {
+        install(&filters)?;
+    }
     let c = |s: &str| CString::new(s).map_err(|_| InitError::Invalid(format!("NUL byte in {s:?}")));
     let argv_c = argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let env_c = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;

@@ -13,6 +13,7 @@ pub mod init;
 pub mod logs;
 pub mod oci;
 pub mod runtime;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod state;

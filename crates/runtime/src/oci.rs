@@ -13,6 +13,7 @@ use oci_spec::runtime::{
     UserBuilder,
 };
 
+use crate::seccomp::Seccomp;
 use crate::spec::ContainerSpec;
 
 /// Errors building a bundle config.
@@ -349,6 +350,16 @@ pub fn build(spec: &ContainerSpec, ctx: &BundleContext) -> Result<Spec, SpecErro
         .cgroups_path(PathBuf::from(format!("/{}", ctx.cgroup)))
         .resources(res.build()?)
         .rootfs_propagation("rprivate");
+    // Privileged containers run unconfined, as with containerd's CRI plugin.
+    if !spec.privileged {
+        match &spec.seccomp {
+            Some(Seccomp::RuntimeDefault) => {
+                linux = linux.seccomp(crate::seccomp::runtime_default(&capabilities(spec)?));
+            }
+            Some(Seccomp::Profile(p)) => linux = linux.seccomp(p.clone()),
+            None => {}
+        }
+    }
     if !spec.privileged {
         linux = linux
             .masked_paths(

@@ -429,7 +429,8 @@ fn exec(dir: &Path, tty: bool, cmd: &[String]) -> Result<i32, ShimError> {
                     }
                 }
             }
-            let e = match crate::init::exec_process(&process, Some(cmd)) {
+            let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+            let e = match crate::init::exec_process(&process, Some(cmd), seccomp) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };

@@ -248,6 +248,9 @@ pub struct ContainerSpec {
     pub log_max_files: Option<u32>,
     /// RuntimeClass handler; None or "" is the built-in runtime.
     pub runtime_handler: Option<String>,
+    /// Seccomp profile (`None`: unconfined, the Kubernetes default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<crate::seccomp::Seccomp>,
 }
 
 impl ContainerSpec {

@@ -36,7 +36,8 @@ struct Env {
 
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "echo", "hostname", "true", "ps", "wget", "httpd", "yes", "head",
-    "readlink", "ls", "tail", "grep", "test", "id", "touch", "wc", "seq", "tty", "tr",
+    "readlink", "ls", "tail", "grep", "test", "id", "touch", "wc", "seq", "tty", "tr", "unshare",
+    "mkdir",
 ];
 
 fn busybox_image(root: &Path) {
@@ -560,6 +561,89 @@ fn create_and_remove_leave_nothing_behind() {
         0
     );
     assert_eq!(mounts_under(&env.dir).len(), before);
+}
+
+/// Seccomp: the runtime's default profile refuses namespace creation (no
+/// CAP_SYS_ADMIN) while ordinary work goes on; a Localhost-style profile refusing
+/// mkdir with EPERM applies to the container and to exec'd processes; runc applies the
+/// same profile from the same bundle; an unconfined container can do both.
+#[test]
+fn seccomp_profiles_confine_containers() {
+    need_root!();
+    let env = Env::new("seccomp");
+    let probe = "grep Seccomp: /proc/self/status; \
+                 unshare -U true && echo unshare=ok || echo unshare=denied; \
+                 mkdir /tmp/d && echo mkdir=ok || echo mkdir=denied";
+    let run = |seccomp: Option<runtime::seccomp::Seccomp>, handler: Option<&str>| {
+        let mut spec = env.spec(probe);
+        spec.seccomp = seccomp;
+        spec.runtime_handler = handler.map(String::from);
+        let id = env.run(&spec);
+        let info = env.rt.wait(&id, T).unwrap();
+        assert_eq!(info.exit_code, Some(0), "{info:?}");
+        let out = env.stdout(&id);
+        env.rt.remove(&id).unwrap();
+        out
+    };
+    let unconfined = run(None, None);
+    assert!(unconfined.contains("Seccomp:\t0"), "{unconfined}");
+    assert!(
+        unconfined.contains("unshare=ok") && unconfined.contains("mkdir=ok"),
+        "{unconfined}"
+    );
+
+    let default = run(Some(runtime::seccomp::Seccomp::RuntimeDefault), None);
+    assert!(default.contains("Seccomp:\t2"), "{default}");
+    assert!(default.contains("unshare=denied"), "{default}");
+    assert!(default.contains("mkdir=ok"), "{default}");
+
+    let no_mkdir = runtime::seccomp::parse_profile(
+        br#"{"defaultAction": "SCMP_ACT_ALLOW",
+             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let local = run(
+        Some(runtime::seccomp::Seccomp::Profile(no_mkdir.clone())),
+        None,
+    );
+    assert!(
+        local.contains("unshare=ok") && local.contains("mkdir=denied"),
+        "{local}"
+    );
+
+    // exec'd processes are confined like the container's own.
+    let mut spec = env.spec("sleep 30");
+    spec.seccomp = Some(runtime::seccomp::Seccomp::Profile(no_mkdir.clone()));
+    let id = env.run(&spec);
+    let out = env.dir.join("exec.out");
+    let code = env
+        .rt
+        .exec(
+            &id,
+            &ExecRequest {
+                cmd: vec!["mkdir".into(), "/tmp/x".into()],
+                tty: false,
+            },
+            Stdio::null(),
+            Stdio::from(fs::File::create(&out).unwrap()),
+            Stdio::from(fs::File::create(env.dir.join("exec.err")).unwrap()),
+        )
+        .unwrap();
+    assert_ne!(code, 0, "mkdir must fail under the profile in exec");
+    let err = fs::read_to_string(env.dir.join("exec.err")).unwrap();
+    assert!(err.contains("Operation not permitted"), "{err}");
+    env.rt.stop(&id, Duration::ZERO).unwrap();
+    env.rt.remove(&id).unwrap();
+
+    if OciRuntimeBinary::find_runc().is_some() {
+        let with_runc = run(
+            Some(runtime::seccomp::Seccomp::Profile(no_mkdir)),
+            Some("runc"),
+        );
+        assert!(with_runc.contains("mkdir=denied"), "{with_runc}");
+    } else {
+        eprintln!("SKIPPED runc part (runc not installed)");
+    }
 }
 
 #[test]

@@ -915,17 +915,36 @@ pub fn pod_priority_class_name(obj: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Upstream's Priority admission plugin for a new Pod naming a PriorityClass:
-/// `class` is that PriorityClass object (`None` when it does not exist). Sets
-/// `spec.priority` to the class's value and `spec.preemptionPolicy` to the class's
-/// policy (default `PreemptLowerPriority`). A Pod that names no class is left alone.
+/// Upstream's Priority admission plugin for a new Pod: `class` is the PriorityClass
+/// the Pod names (`None` when it does not exist), or for a Pod that names none, the
+/// cluster's `globalDefault` class (`None` when there is none). Sets `spec.priority`
+/// to the class's value and `spec.preemptionPolicy` to the class's policy (default
+/// `PreemptLowerPriority`); a Pod naming no class gets the default class's name, or
+/// priority 0 when there is no default.
 ///
 /// Errors (the server answers 403 Forbidden with the message) when the class does not
 /// exist, or when the Pod gives a `priority` or `preemptionPolicy` that differs from
 /// what the class computes.
 pub fn admit_pod_priority(obj: &mut Value, class: Option<&Value>) -> Result<(), String> {
     let Some(name) = pod_priority_class_name(obj).map(str::to_string) else {
-        return Ok(());
+        let Some(default) = class else {
+            if let Some(Value::Object(spec)) = obj.get_mut("spec") {
+                match spec.get("priority") {
+                    None | Some(Value::Null) => {
+                        spec.insert("priority".into(), json!(0));
+                    }
+                    Some(_) => {}
+                }
+            }
+            return Ok(());
+        };
+        let Some(default_name) = default["metadata"]["name"].as_str().map(str::to_string) else {
+            return Ok(());
+        };
+        if let Some(Value::Object(spec)) = obj.get_mut("spec") {
+            spec.insert("priorityClassName".into(), json!(default_name));
+        }
+        return admit_pod_priority(obj, Some(default));
     };
     let (value, policy) = match class {
         Some(c) => (
@@ -976,6 +995,21 @@ mod priority_admission_tests {
     }
 
     #[test]
+    fn global_default_class_applies_to_pods_naming_none() {
+        let class = json!({"metadata": {"name": "everyone"}, "value": 1000, "globalDefault": true});
+        let mut p = pod(json!({"containers": []}));
+        admit_pod_priority(&mut p, Some(&class)).unwrap();
+        assert_eq!(p["spec"]["priorityClassName"], json!("everyone"));
+        assert_eq!(p["spec"]["priority"], json!(1000));
+        assert_eq!(p["spec"]["preemptionPolicy"], json!("PreemptLowerPriority"));
+        // No default: priority 0, no class name.
+        let mut p = pod(json!({"containers": []}));
+        admit_pod_priority(&mut p, None).unwrap();
+        assert_eq!(p["spec"]["priority"], json!(0));
+        assert!(p["spec"].get("priorityClassName").is_none());
+    }
+
+    #[test]
     fn named_class_sets_priority_and_policy() {
         let class =
             json!({"metadata": {"name": "high"}, "value": 100000, "preemptionPolicy": "Never"});
@@ -1023,9 +1057,13 @@ mod priority_admission_tests {
         admit_pod_priority(&mut p, None).unwrap();
         assert_eq!(p["spec"]["priority"], json!(2_000_001_000));
 
+        // A pod naming no class, with no default class: priority 0, as upstream; a
+        // priority it gives itself is kept.
         let mut p = pod(json!({"containers": []}));
-        let before = p.clone();
         admit_pod_priority(&mut p, None).unwrap();
-        assert_eq!(p, before);
+        assert_eq!(p["spec"]["priority"], json!(0));
+        let mut p = pod(json!({"containers": [], "priority": 7}));
+        admit_pod_priority(&mut p, None).unwrap();
+        assert_eq!(p["spec"]["priority"], json!(7));
     }
 }
