@@ -210,6 +210,8 @@ pub async fn run_with_client(
         cleaning: Arc::new(Mutex::new(std::collections::HashSet::new())),
         next_cleanup: tokio::time::Instant::now(),
         workers: HashMap::new(),
+        terminating_static: HashMap::new(),
+        static_names: HashMap::new(),
         sent: HashMap::new(),
     };
     let mut tick = tokio::time::interval(cfg.api_sync);
@@ -234,6 +236,9 @@ pub async fn run_with_client(
                 m.apply(update);
             }
             _ = tick.tick() => {
+                if !m.terminating_static.is_empty() {
+                    m.reconcile_workers();
+                }
                 m.cleanup_orphans().await;
                 if let Some(client) = &client {
                     if let (true, Some(uid)) = (m.api_synced, handle.uid()) {
@@ -330,6 +335,13 @@ struct Manager {
     cleaning: Arc<Mutex<std::collections::HashSet<String>>>,
     next_cleanup: tokio::time::Instant,
     workers: HashMap<String, (watch::Sender<Option<Pod>>, tokio::task::JoinHandle<()>)>,
+    /// Static pods being torn down, by `namespace/name`: a new version of the same
+    /// static pod starts only once the old one is gone (upstream's rule that one full
+    /// name runs at most once — a hostNetwork control-plane pod would otherwise find its
+    /// port taken by its predecessor).
+    terminating_static: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// `namespace/name` of the static pods with a worker, by uid.
+    static_names: HashMap<String, String>,
     /// Last status written per API object uid.
     sent: HashMap<String, PodStatus>,
 }
@@ -415,6 +427,13 @@ impl Manager {
                     .collect();
             }
         }
+        self.reconcile_workers();
+    }
+
+    /// Starts, updates and stops pod workers to match the sources.
+    fn reconcile_workers(&mut self) {
+        self.terminating_static
+            .retain(|_, join| !join.is_finished());
         let mut desired: HashMap<String, Pod> = HashMap::new();
         for p in &self.file_pods {
             desired.insert(p.metadata.uid.clone().unwrap_or_default(), p.clone());
@@ -431,14 +450,20 @@ impl Manager {
             }
             desired.insert(uid, p.clone());
         }
-        self.workers.retain(|uid, (tx, _)| {
-            if desired.contains_key(uid) {
-                true
-            } else {
+        let gone: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|uid| !desired.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some((tx, join)) = self.workers.remove(&uid) {
                 let _ = tx.send(None);
-                false
+                if let Some(full_name) = self.static_names.remove(&uid) {
+                    self.terminating_static.insert(full_name, join);
+                }
             }
-        });
+        }
         for (uid, pod) in desired {
             match self.workers.get(&uid) {
                 Some((tx, _)) => {
@@ -452,6 +477,14 @@ impl Manager {
                     });
                 }
                 None => {
+                    if sources::is_static(&pod) {
+                        let full_name = mirror::key(&pod);
+                        if self.terminating_static.contains_key(&full_name) {
+                            tracing::debug!(pod = %full_name, "static pod waits for its previous version to stop");
+                            continue;
+                        }
+                        self.static_names.insert(uid.clone(), full_name);
+                    }
                     let (tx, rx) = watch::channel(Some(pod));
                     let join = tokio::spawn(worker::run_worker(
                         self.ctx.clone(),

@@ -247,6 +247,8 @@ struct FakeState {
     resizes: Vec<TerminalSize>,
     /// Pod port → address `port_forward` connects to.
     forwards: HashMap<u16, std::net::SocketAddr>,
+    /// How long `stop_container` takes (a container honouring its grace period).
+    stop_delay: Duration,
 }
 
 /// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
@@ -269,6 +271,11 @@ impl FakeRuntime {
     /// Set how containers of `image` behave from now on.
     pub fn set_behavior(&self, image: &str, behavior: FakeBehavior) {
         self.lock().behaviors.insert(image.into(), behavior);
+    }
+
+    /// Make [`PodRuntime::stop_container`] take `d` before the container exits.
+    pub fn set_stop_delay(&self, d: Duration) {
+        self.lock().stop_delay = d;
     }
 
     /// Make [`PodRuntime::log_path`] answer `<dir>/<container id>.log` (nothing is
@@ -523,6 +530,10 @@ impl PodRuntime for FakeRuntime {
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let delay = self.lock().stop_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut st = self.lock();
         refresh(&mut st);
         let c = st

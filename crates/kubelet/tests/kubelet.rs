@@ -590,6 +590,66 @@ async fn standalone_kubelet_runs_static_pods_without_api_server() {
     .await;
 }
 
+/// Upstream runs one instance of a static pod's full name at a time: after an edit,
+/// the new version starts only once the old one has stopped (a hostNetwork
+/// control-plane pod would otherwise find its port taken by its predecessor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_static_pod_starts_after_its_old_version_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("mkdir");
+    write(&manifests.join("static.yaml"), STATIC);
+    let flags = kubelet::KubeletFlags {
+        pod_manifest_path: Some(manifests.clone()),
+        node_name: Some("lonely".into()),
+        root_dir: dir.path().join("kubelet"),
+        node_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ..Default::default()
+    };
+    let mut cfg = KubeletRunConfig::from_flags(&flags).expect("config");
+    cfg.listen = kubelet::Listen::Disabled;
+    cfg.pod_resync = Duration::from_millis(100);
+    let runtime = FakeRuntime::new();
+    runtime.set_stop_delay(Duration::from_millis(1500));
+    let rt: Arc<dyn kubelet::PodRuntime> = Arc::new(runtime.clone());
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    tokio::spawn(kubelet::run(cfg, rt, shutdown.clone()));
+    let images = || -> Vec<String> {
+        runtime
+            .running()
+            .iter()
+            .filter(|c| c.name == "nginx-container")
+            .map(|c| c.image.clone())
+            .collect()
+    };
+    eventually("static container running", || async {
+        (images() == ["nginx"]).then_some(())
+    })
+    .await;
+    write(
+        &manifests.join("static.yaml"),
+        &STATIC.replace("image: nginx", "image: nginx:2"),
+    );
+    // Until the new version runs, never two instances at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = images();
+        assert!(
+            now.len() <= 1,
+            "two versions of the static pod ran at once: {now:?}"
+        );
+        if now == ["nginx:2"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new version never ran: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_from_downward_api_config_maps_and_secrets() {
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
