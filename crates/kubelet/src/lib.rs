@@ -21,6 +21,7 @@ pub mod sources;
 pub mod spdy;
 pub mod stats;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 
@@ -59,6 +60,9 @@ pub struct KubeletRunConfig {
     pub pod_resync: Duration,
     /// How often statuses are flushed to the API and mirror pods reconciled.
     pub api_sync: Duration,
+    /// How often a running pod's API-sourced volumes are rewritten (`None`: the
+    /// configuration's `syncFrequency`; tests shorten it).
+    pub volume_resync: Option<Duration>,
     /// Whether and where the kubelet's servers listen.
     pub listen: Listen,
 }
@@ -84,6 +88,7 @@ impl KubeletRunConfig {
             backoff: BackoffConfig::default(),
             pod_resync: Duration::from_secs(1),
             api_sync: Duration::from_millis(500),
+            volume_resync: None,
             listen: Listen::Config,
         }
     }
@@ -199,6 +204,8 @@ pub async fn run_with_client(
         host_ip: node_ip.to_string(),
         node_name: node_name.clone(),
         statuses: statuses.clone(),
+        tokens: Arc::new(tokens::TokenManager::new()),
+        volume_resync: cfg.volume_resync.unwrap_or(k.sync_frequency.0),
     });
     let mut m = Manager {
         ctx,
