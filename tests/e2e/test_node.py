@@ -40,8 +40,10 @@ def node(flotilla_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.fail(f"port {port} is taken: another kubelet runs on this machine")
+    # A short syncFrequency: edited ConfigMaps reach running pods within seconds.
     cluster = _start_cluster(flotilla_bin, base, kubelet=True,
-                             extra=["--node-name", "flotilla-e2e-node"])
+                             extra=["--node-name", "flotilla-e2e-node",
+                                    "--sync-frequency", "5s"])
     try:
         # The image, built here and imported into the node's image store.
         oci = base / "oci"
@@ -400,3 +402,71 @@ def test_seccomp_profiles_confine_pods(node):
         assert "nope/profile.json" in w.get("message", ""), w
     finally:
         k("delete", "pod", *names, "--wait=false")
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _claims(token: str) -> dict:
+    import base64
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_service_account_token_and_live_config_map_volume(node):
+    cluster, k = node
+    k.ok("create", "configmap", "live", "--from-literal=greeting=hello")
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sa-reader"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": IMAGE, "command": ["sleep", "3600"],
+                "volumeMounts": [
+                    {"name": "cfg", "mountPath": "/cfg"},
+                    {"name": "cfg", "mountPath": "/sub/greeting", "subPath": "greeting"},
+                ],
+            }],
+            "volumes": [{"name": "cfg", "configMap": {"name": "live"}}],
+        },
+    }
+    k.ok("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        wait_for(lambda: _pod_json(k, "sa-reader").get("status", {}).get("phase") == "Running",
+                 timeout=60, message="pod with the token volume Running")
+        p = _pod_json(k, "sa-reader")
+        assert any(v["name"].startswith("kube-api-access-") for v in p["spec"]["volumes"])
+        cat = lambda path: k.ok("exec", "sa-reader", "--", "cat", path)  # noqa: E731
+        token = cat(f"{SA_DIR}/token")
+        c = _claims(token)
+        assert c["sub"] == "system:serviceaccount:default:default"
+        assert c["kubernetes.io"]["pod"] == {"name": "sa-reader", "uid": p["metadata"]["uid"]}
+        assert c["aud"] == ["https://kubernetes.default.svc.cluster.local"]
+        assert c["exp"] - c["iat"] == 3607
+        assert cat(f"{SA_DIR}/ca.crt") == Path(cluster.ca_file).read_text()
+        assert cat(f"{SA_DIR}/namespace") == "default"
+        assert k.ok("exec", "sa-reader", "--", "stat", "-L", "-c", "%a",
+                    f"{SA_DIR}/token").strip() == "644"
+        # The pod's token is a credential of its service account, while the pod lives.
+        kc = cluster.data_dir.parent / "token-only.kubeconfig"
+        kc.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: c\n  cluster:\n    server: {cluster.url}\n"
+            f"    certificate-authority: {cluster.ca_file}\n"
+            "contexts:\n- name: c\n  context:\n    cluster: c\n    user: nobody\n"
+            "current-context: c\nusers:\n- name: nobody\n  user: {}\n")
+        assert "sa-reader" in k.with_kubeconfig(kc).ok("get", "pods", "--token", token)
+
+        # Editing the ConfigMap reaches the running container (not the subPath mount).
+        assert cat("/cfg/greeting") == "hello"
+        k.ok("patch", "configmap", "live", "--type", "merge", "-p",
+             '{"data": {"greeting": "bonjour", "added": "new"}}')
+        wait_for(lambda: cat("/cfg/greeting") == "bonjour", timeout=60,
+                 message="the edit inside the container")
+        assert cat("/cfg/added") == "new"
+        assert cat("/sub/greeting") == "hello"
+        cs = _pod_json(k, "sa-reader")["status"]["containerStatuses"][0]
+        assert cs["restartCount"] == 0
+    finally:
+        k("delete", "pod", "sa-reader", "--wait=false")
+        k("delete", "configmap", "live")

@@ -377,6 +377,14 @@ impl PodRuntime for NodeRuntime {
         env!("CARGO_PKG_VERSION").to_string()
     }
 
+    async fn update_volume_files(
+        &self,
+        pod: &Pod,
+        files: &std::collections::BTreeMap<String, Vec<kubelet::volumes::VolumeFile>>,
+    ) -> Result<(), RuntimeError> {
+        volumes::update_api_volumes(&self.cfg.pods_dir(), pod, files).map_err(err)
+    }
+
     async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if uid.is_empty() {

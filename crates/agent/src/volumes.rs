@@ -232,6 +232,39 @@ fn same_contents(dir: &Path, files: &[VolumeFile]) -> bool {
         })
 }
 
+/// Rewrite the API-sourced volumes of a running pod with new contents (atomic swap,
+/// see [`write_atomic`]); volumes whose directory does not exist yet (no container
+/// mounted them) are left for container creation, so a pod being removed is not
+/// recreated on disk. `subPath` mounts keep what they were bound to, as upstream.
+pub fn update_api_volumes(
+    pods: &Path,
+    pod: &Pod,
+    files: &BTreeMap<String, Vec<VolumeFile>>,
+) -> Result<(), VolumeError> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let volumes: &[Volume] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or(&[]);
+    for (name, contents) in files {
+        let Some(v) = volumes
+            .iter()
+            .find(|v| &v.name == name && kubelet::volumes::is_api_volume(v))
+        else {
+            continue;
+        };
+        let d = pod_dir(pods, &uid)?
+            .join("volumes")
+            .join(kind_of(v))
+            .join(&v.name);
+        if std::fs::symlink_metadata(d.join("..data")).is_ok() {
+            write_atomic(&d, contents)?;
+        }
+    }
+    Ok(())
+}
+
 /// The bind mounts of one container, preparing emptyDirs on the way.
 pub fn mounts_for(
     pods: &Path,
@@ -393,5 +426,35 @@ mod tests {
         assert!(!d.join(&first).exists());
         // Escaping paths are refused.
         assert!(write_atomic(&d, &[f("../x", "", 0o644)]).is_err());
+    }
+
+    #[test]
+    fn running_pods_volumes_are_updated_in_place_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"uid": "u1"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "cfg", "configMap": {"name": "c"}},
+                {"name": "other", "secret": {"secretName": "s"}}]}
+        }))
+        .unwrap();
+        let f = |data: &str| {
+            vec![VolumeFile {
+                path: "k".into(),
+                data: data.as_bytes().to_vec(),
+                mode: 0o644,
+            }]
+        };
+        let dir = tmp.path().join("u1/volumes/configMap/cfg");
+        write_atomic(&dir, &f("old")).unwrap();
+        let files = BTreeMap::from([("cfg".to_string(), f("new")), ("other".to_string(), f("x"))]);
+        update_api_volumes(tmp.path(), &pod, &files).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("k")).unwrap(), "new");
+        // Not set up yet: not created.
+        assert!(!tmp.path().join("u1/volumes/secret").exists());
+        // A removed pod stays removed.
+        remove_pod_dir(tmp.path(), "u1").unwrap();
+        update_api_volumes(tmp.path(), &pod, &files).unwrap();
+        assert!(!tmp.path().join("u1").exists());
     }
 }

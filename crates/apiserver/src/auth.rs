@@ -2,7 +2,8 @@
 //!
 //! Requests are authenticated by a client certificate signed by the cluster CA (user =
 //! CN, groups = O) or by a bearer token from a static token file (upstream's CSV format
-//! `token,user,uid,"group1,group2"`). Anonymous requests are refused except on the health
+//! `token,user,uid,"group1,group2"`), or by a service-account JWT
+//! ([`crate::serviceaccount`]). Anonymous requests are refused except on the health
 //! endpoints (upstream's `anonymous.conditions` for `/healthz`, `/livez`, `/readyz`).
 //! Authorization goes through the [`Authorizer`] trait; the default one allows every
 //! authenticated user (RBAC comes with a later issue).

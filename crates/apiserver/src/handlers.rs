@@ -755,6 +755,9 @@ pub async fn create(
     crate::adapters::apply_defaults(info, &mut obj);
     if (info.group.as_str(), info.kind.as_str()) == ("", "Pod") {
         admit_priority(server, &mut obj).await?;
+        if server.config.service_account_admission {
+            crate::serviceaccount::admit_pod(server, &r.namespace, &mut obj).await?;
+        }
     }
     api::validation::apply_admission_defaults_with(
         &info.group,

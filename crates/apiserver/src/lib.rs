@@ -31,6 +31,7 @@ pub mod patching;
 pub mod pki;
 pub mod registry;
 pub mod server;
+pub mod serviceaccount;
 pub mod strategy;
 pub mod subresources;
 pub mod table;

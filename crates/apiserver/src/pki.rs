@@ -22,6 +22,10 @@ pub struct Pki {
     /// (`kube-apiserver-kubelet-client`, group `system:masters`).
     pub kubelet_client_cert: PathBuf,
     pub kubelet_client_key: PathBuf,
+    /// The service-account token signing key (ES256, PKCS#8 PEM) and its public key
+    /// (`--service-account-key-file` / `--service-account-signing-key-file`).
+    pub sa_key: PathBuf,
+    pub sa_pub: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,8 @@ impl Pki {
             admin_key: dir.join("admin.key"),
             kubelet_client_cert: dir.join("apiserver-kubelet-client.crt"),
             kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
+            sa_key: dir.join("sa.key"),
+            sa_pub: dir.join("sa.pub"),
             dir,
         }
     }
@@ -169,6 +175,12 @@ impl Pki {
             write_private(&self.kubelet_client_key, &key)?;
             write_private(&self.kubelet_client_cert, &cert)?;
         }
+        if !self.sa_key.exists() || !self.sa_pub.exists() {
+            // ECDSA P-256 (rcgen's default), used as ES256.
+            let key = KeyPair::generate()?;
+            write_private(&self.sa_key, &key.serialize_pem())?;
+            write_private(&self.sa_pub, &key.public_key_pem())?;
+        }
         Ok(())
     }
 
@@ -232,6 +244,14 @@ mod tests {
         assert_eq!(ca1, std::fs::read(&pki.ca_cert).unwrap());
         assert_eq!(admin1, std::fs::read(&pki.admin_cert).unwrap());
         assert!(pki.kubelet_client_cert.exists() && pki.kubelet_client_key.exists());
+        let sa1 = std::fs::read(&pki.sa_key).unwrap();
+        pki.ensure(&[]).unwrap();
+        assert_eq!(sa1, std::fs::read(&pki.sa_key).unwrap());
+        assert!(
+            std::fs::read_to_string(&pki.sa_pub)
+                .unwrap()
+                .contains("PUBLIC KEY")
+        );
         let kc = dir.path().join("admin.kubeconfig");
         pki.write_admin_kubeconfig(&kc, "https://127.0.0.1:6443")
             .unwrap();

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub default_not_ready_toleration_seconds: i64,
     /// `--default-unreachable-toleration-seconds`.
     pub default_unreachable_toleration_seconds: i64,
+    /// The ServiceAccount admission plugin on pod creation (upstream default on;
+    /// `--disable-admission-plugins ServiceAccount` turns it off).
+    pub service_account_admission: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             service_cidr: "10.96.0.0/12".into(),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            service_account_admission: true,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct ApiServer {
     pub cache: Arc<Cache>,
     pub resources: RwLock<Resources>,
     pub tokens: TokenFile,
+    /// Signs and verifies service-account tokens (`None` without `<pki>/sa.key`).
+    pub sa_tokens: Option<crate::serviceaccount::TokenIssuer>,
     pub authorizer: Box<dyn Authorizer>,
     pub metrics: Metrics,
     pub openapi: RwLock<crate::openapi::OpenApi>,
@@ -163,6 +169,13 @@ impl ApiServer {
             Some(p) => TokenFile::load(p)?,
             None => TokenFile::default(),
         };
+        let sa_tokens = match crate::serviceaccount::TokenIssuer::load(&Pki::at(&config.data_dir)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("service-account tokens disabled: {e}");
+                None
+            }
+        };
         let builtin = api::catalog::builtin();
         let openapi = crate::openapi::OpenApi::new(&builtin);
         let server = Arc::new(ApiServer {
@@ -176,6 +189,7 @@ impl ApiServer {
                     .collect(),
             )),
             tokens,
+            sa_tokens,
             authorizer: Box::new(AllowAuthenticated),
             metrics: Metrics::default(),
             openapi: RwLock::new(openapi),
@@ -284,7 +298,8 @@ pub async fn dispatch(server: Arc<ApiServer>, req: Request<Body>) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let conn = req.extensions().get::<ConnInfo>().cloned();
-    let user = authenticate(&server, &req, conn.as_ref());
+    let bearer = bearer_token(&req);
+    let user = authenticate(&server, bearer, conn.as_ref()).await;
     let route = crate::handlers::route(&server, &method, req.uri());
     let (verb, resource_label) = route.metrics_labels(&method);
     let resp = match (&user, &route) {
@@ -315,20 +330,35 @@ pub async fn dispatch(server: Arc<ApiServer>, req: Request<Body>) -> Response {
     resp
 }
 
-fn authenticate(
-    server: &ApiServer,
-    req: &Request<Body>,
-    conn: Option<&ConnInfo>,
-) -> Option<UserInfo> {
-    if let Some(auth) = req
-        .headers()
+/// The bearer token of a request, if any.
+fn bearer_token(req: &Request<Body>) -> Option<String> {
+    req.headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        && let Some(token) = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-    {
-        return server.tokens.authenticate(token.trim());
+        .and_then(|auth| {
+            auth.strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+}
+
+async fn authenticate(
+    server: &ApiServer,
+    bearer: Option<String>,
+    conn: Option<&ConnInfo>,
+) -> Option<UserInfo> {
+    if let Some(token) = bearer {
+        let token = token.as_str();
+        if let Some(u) = server.tokens.authenticate(token) {
+            return Some(u);
+        }
+        if crate::serviceaccount::looks_like_jwt(token) {
+            match crate::serviceaccount::authenticate(server, token).await {
+                Ok(u) => return Some(u),
+                Err(e) => tracing::debug!("service-account token rejected: {e}"),
+            }
+        }
+        return None;
     }
     conn.and_then(|c| c.user.clone())
 }

@@ -141,6 +141,18 @@ pub async fn create_sub(
     opts: &WriteOptions,
 ) -> ApiResult<Response> {
     match sub {
+        "token" if r.info.group.is_empty() && r.info.plural == "serviceaccounts" => {
+            let name = r.name.clone().unwrap_or_default();
+            let out = crate::serviceaccount::token_request(
+                server,
+                &r.namespace,
+                &name,
+                body,
+                opts.dry_run,
+            )
+            .await?;
+            Ok(json_response(201, &out))
+        }
         "binding" => bind(server, r, r.name.clone().unwrap_or_default(), body, opts).await,
         "eviction" => {
             let dopts = DeleteOptions {

@@ -56,6 +56,8 @@ impl ServerUnderTest {
                     data_dir: data_dir.to_path_buf(),
                     bind_address: "127.0.0.1".into(),
                     secure_port: 0,
+                    // No controller manager creates service accounts here.
+                    service_account_admission: false,
                     ..Default::default()
                 };
                 let shutdown = CancellationToken::new();

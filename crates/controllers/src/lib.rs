@@ -28,6 +28,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod workload;
@@ -106,6 +107,10 @@ pub struct ControllerOptions {
     pub leader_elect: bool,
     /// Identity used in the Lease (hostname plus a unique suffix by default).
     pub leader_identity: String,
+    /// The cluster CA bundle (PEM) the root CA publisher puts in every namespace
+    /// (upstream `--root-ca-file`; Flotilla takes the kubeconfig's CA, see
+    /// [`root_ca_from_kubeconfig`]). `None`: that controller does not run.
+    pub root_ca: Option<String>,
 }
 
 impl Default for ControllerOptions {
@@ -130,6 +135,7 @@ impl Default for ControllerOptions {
             max_endpoints_per_slice: 100,
             leader_elect: true,
             leader_identity: leader::default_identity(),
+            root_ca: None,
         }
     }
 }
@@ -155,6 +161,34 @@ impl ControllerOptions {
         }
         on
     }
+}
+
+/// The certificate authority (PEM) a kubeconfig trusts for its current cluster:
+/// `certificate-authority-data`, else the `certificate-authority` file. For a
+/// Flotilla kubeconfig that is the cluster CA, which the root CA publisher publishes.
+pub fn root_ca_from_kubeconfig(kc: &kube::config::Kubeconfig) -> Option<String> {
+    use base64::Engine;
+    let ctx_name = kc.current_context.as_deref()?;
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)?
+        .context
+        .as_ref()?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .as_ref()?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
+        return String::from_utf8(bytes).ok();
+    }
+    let path = cluster.certificate_authority.as_deref()?;
+    std::fs::read_to_string(path).ok()
 }
 
 /// How a controller is started: its own run function on its own task.
@@ -192,6 +226,9 @@ pub const CONTROLLERS: &[(&str, RunFn)] = &[
     }),
     ("serviceaccount", |c, o, t| {
         Box::pin(async move { serviceaccount::run(c, &o, t).await })
+    }),
+    ("root-ca-cert-publisher", |c, o, t| {
+        Box::pin(async move { rootcacertpublisher::run(c, &o, t).await })
     }),
     ("daemonset", |c, o, t| {
         Box::pin(async move { daemonset::run(c, &o, t).await })

@@ -43,6 +43,8 @@ async fn server() -> Env {
             data_dir: dir.path().to_path_buf(),
             secure_port: 0,
             bind_address: "127.0.0.1".into(),
+            // No service account controller runs here (pods need no token volume).
+            service_account_admission: false,
             ..Default::default()
         },
         shutdown.clone(),
@@ -778,4 +780,81 @@ async fn namespaces_get_default_service_account() {
     })
     .await;
     assert_eq!(again.name_any(), "default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_get_the_root_ca_config_map_back() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let env = server().await;
+    let c = env.client.clone();
+    let ca = "-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n";
+    let mut opts = options(&["root-ca-cert-publisher"]);
+    opts.root_ca = Some(ca.into());
+    start_controllers(&env, opts);
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team-b"}})).expect("ns"),
+        )
+        .await
+        .expect("create namespace");
+    let has_ca = |cm: &ConfigMap| {
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get("ca.crt"))
+            .map(String::as_str)
+            == Some(ca)
+            && cm.data.as_ref().is_some_and(|d| d.len() == 1)
+    };
+    for ns in ["default", "kube-system", "team-b"] {
+        let cms: Api<ConfigMap> = Api::namespaced(c.clone(), ns);
+        eventually(WAIT, "kube-root-ca.crt", || async {
+            let cm = cms.get_opt("kube-root-ca.crt").await.ok()??;
+            has_ca(&cm).then_some(())
+        })
+        .await;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "team-b");
+    // Edited: restored.
+    cms.patch(
+        "kube-root-ca.crt",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"ca.crt": "forged", "extra": "x"}})),
+    )
+    .await
+    .expect("edit");
+    eventually(WAIT, "restored after an edit", || async {
+        let cm = cms.get_opt("kube-root-ca.crt").await.ok()??;
+        has_ca(&cm).then_some(())
+    })
+    .await;
+    // Deleted: recreated.
+    let first = cms.get("kube-root-ca.crt").await.expect("cm");
+    cms.delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(WAIT, "recreated after deletion", || async {
+        let cm = cms.get_opt("kube-root-ca.crt").await.ok()??;
+        (cm.uid() != first.uid() && has_ca(&cm)).then_some(())
+    })
+    .await;
+}
+
+#[test]
+fn root_ca_comes_from_the_kubeconfig() {
+    use base64::Engine;
+    let pem = "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n";
+    let data = base64::engine::general_purpose::STANDARD.encode(pem);
+    let kc = Kubeconfig::from_yaml(&format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://x\n    certificate-authority-data: {data}\ncontexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\ncurrent-context: ctx\nusers:\n- name: u\n  user: {{}}\n"
+    ))
+    .expect("kubeconfig");
+    assert_eq!(
+        controllers::root_ca_from_kubeconfig(&kc).as_deref(),
+        Some(pem)
+    );
+    let mut none = kc.clone();
+    none.current_context = None;
+    assert_eq!(controllers::root_ca_from_kubeconfig(&none), None);
 }

@@ -24,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (datastore, API server, controller manager) on this machine.
@@ -78,6 +80,9 @@ struct ServerArgs {
     /// Toleration seconds added to pods for node.kubernetes.io/unreachable:NoExecute.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Admission plugins to turn off (only `ServiceAccount` is optional).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
 }
 
 /// A Go-style duration flag value (`40s`, `5m0s`).
@@ -215,6 +220,14 @@ async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// The cluster CA the controller manager publishes (`kube-root-ca.crt`): the CA its
+/// kubeconfig trusts for the API server.
+fn root_ca(path: &std::path::Path) -> Option<String> {
+    kube::config::Kubeconfig::read_from(path)
+        .ok()
+        .and_then(|kc| controllers::root_ca_from_kubeconfig(&kc))
+}
+
 /// Wait for SIGINT or SIGTERM.
 async fn terminated() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -235,6 +248,10 @@ fn server_config(args: &ServerArgs) -> apiserver::ServerConfig {
         service_cidr: args.service_cluster_ip_range.clone(),
         default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        service_account_admission: !args
+            .disable_admission_plugins
+            .iter()
+            .any(|p| p == "ServiceAccount"),
     }
 }
 
@@ -250,7 +267,8 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
     let mut components = Vec::new();
     if with_components && !cmd.disable_controller_manager {
         let client = kube_client(&running.kubeconfig).await?;
-        let opts = cmd.controllers.options();
+        let mut opts = cmd.controllers.options();
+        opts.root_ca = root_ca(&running.kubeconfig);
         let token = shutdown.clone();
         components.push(tokio::spawn(async move {
             if let Err(e) = controllers::run(client, opts, token).await {
@@ -311,11 +329,9 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
 async fn run_controller_manager(cmd: ControllerManagerCmd) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let client = kube_client(&cmd.kubeconfig).await?;
-    let task = tokio::spawn(controllers::run(
-        client,
-        cmd.controllers.options(),
-        shutdown.clone(),
-    ));
+    let mut opts = cmd.controllers.options();
+    opts.root_ca = root_ca(&cmd.kubeconfig);
+    let task = tokio::spawn(controllers::run(client, opts, shutdown.clone()));
     terminated().await?;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

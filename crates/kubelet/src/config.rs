@@ -602,6 +602,18 @@ pub struct KubeletFlags {
     /// (`memory.available<100Mi,nodefs.available<10%`), as upstream's flag.
     #[arg(long = "eviction-hard", value_delimiter = ',')]
     pub eviction_hard: Vec<String>,
+    /// `syncFrequency`, replacing the configured one (`1m0s`, `10s`): how often running
+    /// pods are synced, which bounds how soon ConfigMap/Secret edits reach their volumes.
+    #[arg(long = "sync-frequency", value_parser = parse_flag_duration)]
+    pub sync_frequency: Option<Duration>,
+}
+
+fn parse_flag_duration(s: &str) -> Result<Duration, String> {
+    let d = api::duration::parse(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be positive".into());
+    }
+    Ok(d)
 }
 
 /// Parses `--eviction-hard` items (`signal<quantity-or-percentage`).
@@ -719,6 +731,9 @@ pub fn merge_into(
     }
     if !flags.register_with_taints.is_empty() {
         kubelet.register_with_taints = parse_taints(&flags.register_with_taints)?;
+    }
+    if let Some(d) = flags.sync_frequency {
+        kubelet.sync_frequency = GoDuration(d);
     }
     if !flags.eviction_hard.is_empty() {
         kubelet.eviction_hard = Some(parse_eviction_thresholds(&flags.eviction_hard)?);
@@ -884,9 +899,13 @@ volumeStatsAggPeriod: 0s
             node_name: Some("worker-1".into()),
             node_labels: vec!["zone=a".into(), "role=edge".into()],
             register_with_taints: vec!["dedicated=infra:NoSchedule".into(), "gpu:NoExecute".into()],
+            sync_frequency: Some(Duration::from_secs(5)),
             ..Default::default()
         };
         let m = merge(&flags).expect("merge");
+        assert_eq!(m.kubelet.sync_frequency.0, Duration::from_secs(5));
+        assert!(parse_flag_duration("0s").is_err());
+        assert_eq!(parse_flag_duration("1m0s"), Ok(Duration::from_secs(60)));
         assert_eq!(m.kubelet.static_pod_path, "/srv/manifests");
         assert_eq!(m.kubelet.cluster_domain, "cluster.local");
         assert_eq!(m.node_name, "worker-1");

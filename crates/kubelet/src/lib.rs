@@ -1,7 +1,8 @@
 //! The kubelet: the agent on every Flotilla node. It registers the Node and keeps
 //! its Lease and status fresh, runs the pods bound to the node (from the API server)
 //! and the static pods of its manifest directory (mirrored into the API), restarts
-//! what crashes with back-off, and reports pod status.
+//! what crashes with back-off, and reports pod status. The files of API-sourced volumes
+//! (with service-account tokens, [`tokens`]) are rewritten while pods run.
 //!
 //! It drives the node only through the [`runtime::PodRuntime`] trait, and must never
 //! depend on the runtime, image or network crates themselves: an adapter supplied by
@@ -21,6 +22,7 @@ pub mod sources;
 pub mod spdy;
 pub mod stats;
 pub mod status;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 
@@ -59,6 +61,9 @@ pub struct KubeletRunConfig {
     pub pod_resync: Duration,
     /// How often statuses are flushed to the API and mirror pods reconciled.
     pub api_sync: Duration,
+    /// How often a running pod's API-sourced volumes are rewritten (`None`: the
+    /// configuration's `syncFrequency`; tests shorten it).
+    pub volume_resync: Option<Duration>,
     /// Whether and where the kubelet's servers listen.
     pub listen: Listen,
 }
@@ -84,6 +89,7 @@ impl KubeletRunConfig {
             backoff: BackoffConfig::default(),
             pod_resync: Duration::from_secs(1),
             api_sync: Duration::from_millis(500),
+            volume_resync: None,
             listen: Listen::Config,
         }
     }
@@ -199,6 +205,8 @@ pub async fn run_with_client(
         host_ip: node_ip.to_string(),
         node_name: node_name.clone(),
         statuses: statuses.clone(),
+        tokens: Arc::new(tokens::TokenManager::new()),
+        volume_resync: cfg.volume_resync.unwrap_or(k.sync_frequency.0),
     });
     let mut m = Manager {
         ctx,

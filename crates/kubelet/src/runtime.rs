@@ -209,6 +209,17 @@ pub trait PodRuntime: Send + Sync {
         pod_uid: &str,
         port: u16,
     ) -> Result<tokio::net::TcpStream, RuntimeError>;
+    /// Rewrite the files of the pod's API-sourced volumes (by volume name) in place,
+    /// atomically, while its containers run; volumes not set up yet are left alone.
+    /// Runtimes without such volumes ignore it.
+    async fn update_volume_files(
+        &self,
+        pod: &Pod,
+        files: &std::collections::BTreeMap<String, Vec<crate::volumes::VolumeFile>>,
+    ) -> Result<(), RuntimeError> {
+        let _ = (pod, files);
+        Ok(())
+    }
 }
 
 /// How fake containers of one image behave.
@@ -249,6 +260,9 @@ struct FakeState {
     forwards: HashMap<u16, std::net::SocketAddr>,
     /// How long `stop_container` takes (a container honouring its grace period).
     stop_delay: Duration,
+    /// (pod uid, volume name) → files, as last written at container creation or by
+    /// `update_volume_files`.
+    volumes: HashMap<(String, String), Vec<crate::volumes::VolumeFile>>,
 }
 
 /// In-memory [`PodRuntime`]: containers "run" until stopped or until their image's
@@ -323,6 +337,18 @@ impl FakeRuntime {
             .cloned()
     }
 
+    /// The files of API-sourced volume `volume` of pod `uid`, as last written.
+    pub fn volume_files(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+    ) -> Option<Vec<crate::volumes::VolumeFile>> {
+        self.lock()
+            .volumes
+            .get(&(pod_uid.to_string(), volume.to_string()))
+            .cloned()
+    }
+
     /// Number of image pulls performed.
     pub fn pulls(&self) -> u32 {
         self.lock().pulls
@@ -382,6 +408,23 @@ fn refresh(st: &mut FakeState) {
 impl PodRuntime for FakeRuntime {
     fn version(&self) -> String {
         "fake-0.1".into()
+    }
+
+    async fn update_volume_files(
+        &self,
+        pod: &Pod,
+        files: &std::collections::BTreeMap<String, Vec<crate::volumes::VolumeFile>>,
+    ) -> Result<(), RuntimeError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut st = self.lock();
+        for (name, f) in files {
+            let key = (uid.clone(), name.clone());
+            // Only volumes already set up (by a container's creation), as the real runtime.
+            if let Some(v) = st.volumes.get_mut(&key) {
+                *v = f.clone();
+            }
+        }
+        Ok(())
     }
 
     async fn ensure_sandbox(&self, pod: &Pod) -> Result<SandboxInfo, RuntimeError> {
@@ -492,6 +535,11 @@ impl PodRuntime for FakeRuntime {
             ),
             config.env.clone(),
         );
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        for (name, files) in &config.volume_files {
+            st.volumes
+                .insert((uid.clone(), name.clone()), files.clone());
+        }
         st.containers.insert(
             id.clone(),
             FakeContainer {

@@ -3,9 +3,14 @@
 //! kubelet computes the files (path, bytes, mode) as upstream lays them out; the
 //! runtime only writes them under the pod's directory and bind-mounts them.
 //!
-//! `serviceAccountToken` projections need the TokenRequest API, which the API server
-//! does not serve yet: such a volume fails with a clear `FailedMount` message instead
-//! of mounting a directory without the token.
+//! `serviceAccountToken` projections get a token bound to the pod from the TokenRequest
+//! API (through [`VolumeSource::service_account_token`], the worker's
+//! [`crate::tokens::TokenManager`]), with the projected volume's mode.
+//!
+//! The worker calls [`pod_volume_files`] again every `syncFrequency` while the pod
+//! runs and hands the result to the runtime, which swaps the files in place: edits of a
+//! ConfigMap or Secret, and refreshed tokens, reach running containers (but not
+//! `subPath` mounts, as upstream).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +46,13 @@ pub trait VolumeSource: Send + Sync {
         ns: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String>;
+    /// A service-account token for the pod (`audience` empty: the API server's).
+    async fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: &str,
+        expiration_seconds: i64,
+    ) -> Result<Vec<u8>, String>;
     /// A downward API `fieldRef` value of the pod.
     fn field(&self, pod: &Pod, path: &str) -> String;
     /// A downward API `resourceFieldRef` value.
@@ -245,10 +257,20 @@ pub async fn volume_files(
                     mode,
                     &mut out,
                 )?;
-            } else if s.service_account_token.is_some() {
-                return Err(format!(
-                    "volume {name}: serviceAccountToken projections need the TokenRequest API, which this cluster does not serve yet"
-                ));
+            } else if let Some(t) = &s.service_account_token {
+                check_path(name, &t.path)?;
+                let token = src
+                    .service_account_token(
+                        pod,
+                        t.audience.as_deref().unwrap_or_default(),
+                        t.expiration_seconds.unwrap_or(3600),
+                    )
+                    .await?;
+                out.push(VolumeFile {
+                    path: t.path.clone(),
+                    data: token,
+                    mode,
+                });
             } else {
                 return Err(format!("volume {name}: unsupported projected source"));
             }
@@ -288,6 +310,29 @@ pub async fn container_volume_files(
     Ok(out)
 }
 
+/// The files of every API-sourced volume any container or init container of the pod
+/// mounts, by volume name (for refreshing them while the pod runs).
+pub async fn pod_volume_files(
+    src: &dyn VolumeSource,
+    pod: &Pod,
+) -> Result<BTreeMap<String, Vec<VolumeFile>>, String> {
+    let mut out = BTreeMap::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(out);
+    };
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
+        for (name, files) in container_volume_files(src, pod, c).await? {
+            out.entry(name).or_insert(files);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +360,18 @@ mod tests {
             name: &str,
         ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
             Ok((name == "sec").then(|| BTreeMap::from([("pw".to_string(), vec![0, 1, 2])])))
+        }
+        async fn service_account_token(
+            &self,
+            pod: &Pod,
+            audience: &str,
+            expiration_seconds: i64,
+        ) -> Result<Vec<u8>, String> {
+            Ok(format!(
+                "token:{}:{audience}:{expiration_seconds}",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            )
+            .into_bytes())
         }
         fn field(&self, pod: &Pod, path: &str) -> String {
             match path {
@@ -418,10 +475,28 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("b", 0o440), ("pw", 0o440), ("n", 0o440)]
         );
-        let token = files(json!({"name": "v", "projected": {"sources": [
-            {"serviceAccountToken": {"path": "token"}}]}}))
+        let token = files(
+            json!({"name": "v", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"serviceAccountToken": {"path": "vault", "audience": "vault"}}]}}),
+        )
         .await
-        .unwrap_err();
-        assert!(token.contains("TokenRequest"), "{token}");
+        .expect("token");
+        assert_eq!(
+            token
+                .iter()
+                .map(|f| (f.path.as_str(), f.mode, f.data.as_slice()))
+                .collect::<Vec<_>>(),
+            [
+                ("token", 0o644, &b"token:p::3607"[..]),
+                ("vault", 0o644, &b"token:p:vault:3600"[..])
+            ]
+        );
+        assert!(
+            files(json!({"name": "v", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "../t"}}]}}))
+            .await
+            .is_err()
+        );
     }
 }

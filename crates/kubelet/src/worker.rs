@@ -32,6 +32,11 @@ pub struct WorkerContext {
     pub host_ip: String,
     pub node_name: String,
     pub statuses: StatusStore,
+    /// Service-account tokens of `serviceAccountToken` projections.
+    pub tokens: Arc<crate::tokens::TokenManager>,
+    /// How often the files of a running pod's configMap/secret/downwardAPI/projected
+    /// volumes are re-read and rewritten (`syncFrequency`).
+    pub volume_resync: Duration,
 }
 
 #[derive(Clone, Copy)]
@@ -52,6 +57,8 @@ struct Worker {
     probes: HashMap<(&'static str, String), (ProbeState, Instant)>,
     /// Readiness verdicts by container name.
     ready: HashMap<String, bool>,
+    /// When the pod's API-sourced volumes are next rewritten.
+    next_volume_sync: Option<Instant>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -668,6 +675,7 @@ impl Worker {
         }
         let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
         if !terminal {
+            self.refresh_volumes(pod, &sandbox, &containers).await;
             let pod_ip = sandbox
                 .pod_ips
                 .first()
@@ -858,6 +866,62 @@ impl Worker {
             tracing::warn!(pod = %status::pod_desc(pod), "removing sandbox: {e}");
         }
         self.lock().remove(&pod_uid);
+        self.ctx.tokens.forget_pod(&pod_uid);
+    }
+
+    /// Re-read the pod's API-sourced volumes and have the runtime swap in what
+    /// changed, every `volume_resync` while a container runs (upstream refreshes them
+    /// on each periodic pod sync).
+    async fn refresh_volumes(
+        &mut self,
+        pod: &Pod,
+        sandbox: &crate::runtime::SandboxInfo,
+        containers: &[ContainerInfo],
+    ) {
+        let now = Instant::now();
+        if self.next_volume_sync.is_some_and(|t| now < t)
+            || !containers
+                .iter()
+                .any(|c| c.state == ContainerState::Running)
+        {
+            return;
+        }
+        self.next_volume_sync = Some(now + self.ctx.volume_resync);
+        let has_api_volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .is_some_and(|v| v.iter().any(crate::volumes::is_api_volume));
+        if !has_api_volumes {
+            return;
+        }
+        let pod_ip = sandbox
+            .pod_ips
+            .first()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        let reader = VolumeReader {
+            worker: self,
+            pod_ip: &pod_ip,
+        };
+        let files = match crate::volumes::pod_volume_files(&reader, pod).await {
+            Ok(f) => f,
+            Err(msg) => {
+                tracing::warn!(pod = %status::pod_desc(pod), "refreshing volumes: {msg}");
+                self.event(
+                    pod,
+                    None,
+                    WARNING,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {msg}"),
+                )
+                .await;
+                return;
+            }
+        };
+        if let Err(e) = self.ctx.runtime.update_volume_files(pod, &files).await {
+            tracing::warn!(pod = %status::pod_desc(pod), "rewriting volumes: {e}");
+        }
     }
 
     /// Deletion requested in the API: stop containers, then delete the pod object
@@ -921,6 +985,7 @@ pub async fn run_worker(
         deleted_in_api: false,
         probes: HashMap::new(),
         ready: HashMap::new(),
+        next_volume_sync: None,
     };
     let mut last: Option<Pod> = None;
     loop {
@@ -1008,6 +1073,42 @@ impl crate::volumes::VolumeSource for VolumeReader<'_> {
         name: &str,
     ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, String> {
         self.worker.secret_bytes(ns, name).await
+    }
+    async fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: &str,
+        expiration_seconds: i64,
+    ) -> Result<Vec<u8>, String> {
+        let Some(client) = &self.worker.ctx.client else {
+            return Err(
+                "serviceAccountToken volumes need an API server (standalone kubelet)".into(),
+            );
+        };
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let key = crate::tokens::TokenKey {
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            service_account: sa,
+            audience: audience.to_string(),
+            expiration_seconds,
+            pod_name: pod.metadata.name.clone().unwrap_or_default(),
+            pod_uid: uid(pod),
+        };
+        self.worker
+            .ctx
+            .tokens
+            .token(client, &key)
+            .await
+            .map(String::into_bytes)
     }
     fn field(&self, pod: &Pod, path: &str) -> String {
         match path {

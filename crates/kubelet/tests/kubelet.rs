@@ -47,6 +47,13 @@ impl Env {
 }
 
 async fn start() -> Env {
+    start_with(false).await
+}
+
+/// With `service_accounts`, the API server runs the ServiceAccount admission and the
+/// service account and root CA publisher controllers run, as in a real cluster, and
+/// the kubelet rewrites volumes every 300 ms.
+async fn start_with(service_accounts: bool) -> Env {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -58,6 +65,8 @@ async fn start() -> Env {
             data_dir: dir.path().join("server"),
             secure_port: 0,
             bind_address: "127.0.0.1".into(),
+            // No service account controller runs here (pods need no token volume).
+            service_account_admission: service_accounts,
             ..Default::default()
         },
         shutdown.clone(),
@@ -69,6 +78,19 @@ async fn start() -> Env {
         .await
         .expect("kube config");
     let client = Client::try_from(config).expect("kube client");
+    if service_accounts {
+        let kc = Kubeconfig::read_from(&running.kubeconfig).expect("read kubeconfig");
+        let opts = controllers::ControllerOptions {
+            controllers: vec!["serviceaccount".into(), "root-ca-cert-publisher".into()],
+            root_ca: controllers::root_ca_from_kubeconfig(&kc),
+            leader_elect: false,
+            ..Default::default()
+        };
+        let (c, s) = (client.clone(), shutdown.child_token());
+        tokio::spawn(async move {
+            let _ = controllers::run_all(c, opts, s).await;
+        });
+    }
     let node = format!(
         "node-{}-{}",
         std::process::id(),
@@ -102,6 +124,9 @@ async fn start() -> Env {
     };
     cfg.pod_resync = Duration::from_millis(100);
     cfg.api_sync = Duration::from_millis(100);
+    if service_accounts {
+        cfg.volume_resync = Some(Duration::from_millis(300));
+    }
     cfg.listen = kubelet::Listen::Ephemeral;
     let runtime = FakeRuntime::new();
     std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
@@ -1123,4 +1148,120 @@ async fn orphaned_pods_are_cleaned_up() {
     let kept = pods.get("kept").await.expect("kept pod");
     let uid = kept.metadata.uid.expect("uid");
     assert!(rt.sandboxes().contains(&uid), "{:?}", rt.sandboxes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_token_volume_and_live_config_map_updates() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let env = start_with(true).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "live"}, "data": {"k": "v1"}
+        }))
+        .expect("cm"),
+    )
+    .await
+    .expect("create cm");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "sa-pod"},
+        "spec": {"nodeName": env.node, "containers": [{"name": "c", "image": "busybox",
+            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "live"}}]}
+    }))
+    .expect("pod");
+    // The default service account appears right after the server starts: the
+    // admission waits for it.
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let uid = created.uid().expect("uid");
+    let spec = created.spec.expect("spec");
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+    let token_volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name.starts_with("kube-api-access-"))
+        .expect("token volume")
+        .name
+        .clone();
+    // The kubelet writes the token (from TokenRequest, bound to the pod), the CA and
+    // the namespace.
+    let files = eventually("token volume written", || async {
+        env.runtime.volume_files(&uid, &token_volume)
+    })
+    .await;
+    let by_path = |p: &str| {
+        files
+            .iter()
+            .find(|f| f.path == p)
+            .unwrap_or_else(|| panic!("{p} in {files:?}"))
+            .clone()
+    };
+    let token = String::from_utf8(by_path("token").data).expect("utf8");
+    assert_eq!(by_path("token").mode, 0o644);
+    assert_eq!(by_path("namespace").data, b"default");
+    let ca = std::fs::read(&env.pki.ca_cert).expect("ca");
+    assert_eq!(by_path("ca.crt").data, ca);
+    // The token authenticates as the pod's service account.
+    let mut cfg = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    cfg.auth_info = kube::config::AuthInfo {
+        token: Some(token.clone().into()),
+        ..Default::default()
+    };
+    let as_sa: Api<Pod> = Api::namespaced(Client::try_from(cfg).expect("client"), "default");
+    assert!(as_sa.get("sa-pod").await.is_ok());
+    // Editing the config map reaches the running pod without a restart.
+    eventually("config map volume written", || async {
+        env.runtime
+            .volume_files(&uid, "cfg")
+            .filter(|f| f.iter().any(|f| f.data == b"v1"))
+    })
+    .await;
+    cms.patch(
+        "live",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"data": {"k": "v2"}})),
+    )
+    .await
+    .expect("patch cm");
+    eventually("config map edit in the volume", || async {
+        env.runtime
+            .volume_files(&uid, "cfg")
+            .filter(|f| f.iter().any(|f| f.path == "k" && f.data == b"v2"))
+    })
+    .await;
+    assert_eq!(env.runtime.starts(&uid, "c"), 1);
+    // The cached token is reused, not requested on every rewrite.
+    let again = env
+        .runtime
+        .volume_files(&uid, &token_volume)
+        .expect("files");
+    assert!(
+        again
+            .iter()
+            .any(|f| f.path == "token" && f.data == token.as_bytes())
+    );
+    // Once the pod is gone, its token no longer authenticates.
+    pods.delete("sa-pod", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete");
+    eventually("pod gone", || async {
+        pods.get_opt("sa-pod").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let err = as_sa.list(&ListParams::default()).await.expect_err("401");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 401),
+        "{err:?}"
+    );
 }

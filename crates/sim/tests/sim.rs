@@ -41,6 +41,8 @@ async fn server() -> Env {
             data_dir: dir.path().to_path_buf(),
             secure_port: 0,
             bind_address: "127.0.0.1".into(),
+            // No service account controller runs here (pods need no token volume).
+            service_account_admission: false,
             ..Default::default()
         },
         shutdown.clone(),
