@@ -37,6 +37,11 @@ pub struct ServerConfig {
     pub default_not_ready_toleration_seconds: i64,
     /// `--default-unreachable-toleration-seconds`.
     pub default_unreachable_toleration_seconds: i64,
+    /// The node join secret (`--token`: a bare secret or a full `K10…` token of this
+    /// cluster). [`crate::start`] replaces it with the secret of `<data-dir>/token`
+    /// (generated on first start); the API server authenticates it as the bootstrap
+    /// identity ([`crate::join`]).
+    pub token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +55,7 @@ impl Default for ServerConfig {
             service_cidr: "10.96.0.0/12".into(),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            token: None,
         }
     }
 }
@@ -159,10 +165,16 @@ impl ApiServer {
             Arc::new(|v: &Value| crate::handlers::fields_of(v)),
         )
         .await?;
-        let tokens = match &config.token_auth_file {
+        let mut tokens = match &config.token_auth_file {
             Some(p) => TokenFile::load(p)?,
             None => TokenFile::default(),
         };
+        if let Some(t) = &config.token {
+            let secret = crate::join::JoinToken::parse(t)
+                .map_err(|e| anyhow::anyhow!("--token: {e}"))?
+                .secret;
+            tokens.insert(secret, crate::join::bootstrap_user());
+        }
         let builtin = api::catalog::builtin();
         let openapi = crate::openapi::OpenApi::new(&builtin);
         let server = Arc::new(ApiServer {
@@ -288,7 +300,7 @@ pub async fn dispatch(server: Arc<ApiServer>, req: Request<Body>) -> Response {
     let route = crate::handlers::route(&server, &method, req.uri());
     let (verb, resource_label) = route.metrics_labels(&method);
     let resp = match (&user, &route) {
-        (None, crate::handlers::Route::Health(_)) => {
+        (None, crate::handlers::Route::Health(_) | crate::handlers::Route::CaCerts) => {
             crate::handlers::handle(server.clone(), route, UserInfo::anonymous(), req).await
         }
         (None, _) => ApiError::unauthorized().into_response(),
