@@ -280,9 +280,26 @@ def test_agent_joins_and_runs_pods(cluster2, flotilla_bin: Path):
 
     # Cross-node pod-to-pod traffic (host-gw routes): the server's pod reaches the
     # worker's pod by its IP.
-    out = wait_for(lambda: (p := k("exec", "on-server", "--", "wget", "-qO-", "-T", "3",
-                                   f"http://{ip}/hostname")).returncode == 0 and p.stdout,
-                   timeout=30, message="server pod -> worker pod")
+    tries: list[str] = []
+
+    def across():
+        p = k("exec", "on-server", "--", "wget", "-qO-", "-T", "3", f"http://{ip}/hostname")
+        tries.append(p.stderr)
+        return p.returncode == 0 and p.stdout
+
+    try:
+        out = wait_for(across, timeout=30, message="server pod -> worker pod")
+    except AssertionError as e:
+        routes = _run("ip", "route", check=False).stdout
+        ns_routes = _run("ip", "-n", NETNS, "route", check=False).stdout
+        nft = _run("nft", "list", "ruleset", check=False).stdout
+        ns_nft = _run(*_in_netns("nft", "list", "ruleset"), check=False).stdout
+        srv_ip = _pod(k, "on-server")["status"]["podIP"]
+        from_ns = _run(*_in_netns("wget", "-qO-", "-T", "3", f"http://{srv_ip}/hostname"),
+                       check=False)
+        raise AssertionError(f"{e}\nlast wget: {tries[-1:]}\nhost routes:\n{routes}\n"
+                             f"worker routes:\n{ns_routes}\nhost nft:\n{nft}\nworker nft:\n"
+                             f"{ns_nft}\nworker host -> server pod: {from_ns}") from None
     assert out.strip() == "on-worker"
 
     # The server's pod was never touched by the second kubelet (whose orphan clean-up

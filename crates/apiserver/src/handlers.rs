@@ -349,7 +349,10 @@ async fn node_credentials(
                 certificate,
                 key,
             };
-            Ok(json_response(200, &serde_json::to_value(body).unwrap_or_default()))
+            Ok(json_response(
+                200,
+                &serde_json::to_value(body).unwrap_or_default(),
+            ))
         }
         Ok(Err(e)) => Err(ApiError::internal(format!("issuing node credentials: {e}"))),
         Err(e) => Err(ApiError::internal(format!("issuing node credentials: {e}"))),

@@ -90,7 +90,9 @@ fn check_secret(secret: &str) -> Result<(), String> {
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == ',')
     {
-        return Err("the token's secret must not contain spaces, commas or control characters".into());
+        return Err(
+            "the token's secret must not contain spaces, commas or control characters".into(),
+        );
     }
     Ok(())
 }
@@ -165,7 +167,12 @@ pub fn ensure_token(
         },
     };
     let full = JoinToken::full(ca_pem, &secret);
-    if std::fs::read_to_string(&path).ok().as_deref().map(str::trim) != Some(full.as_str()) {
+    if std::fs::read_to_string(&path)
+        .ok()
+        .as_deref()
+        .map(str::trim)
+        != Some(full.as_str())
+    {
         write_private(&path, &format!("{full}\n"))
             .map_err(|source| TokenError::Io { path, source })?;
     }
@@ -256,8 +263,15 @@ mod tests {
         // A restart keeps it.
         assert_eq!(ensure_token(dir.path(), b"ca", None).unwrap(), s1);
         // A chosen secret replaces it; a full token of this CA is accepted too.
-        assert_eq!(ensure_token(dir.path(), b"ca", Some("mine")).unwrap(), "mine");
-        assert!(std::fs::read_to_string(&path).unwrap().ends_with("::server:mine\n"));
+        assert_eq!(
+            ensure_token(dir.path(), b"ca", Some("mine")).unwrap(),
+            "mine"
+        );
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with("::server:mine\n")
+        );
         let full = JoinToken::full(b"ca", "other");
         assert_eq!(
             ensure_token(dir.path(), b"ca", Some(&full)).unwrap(),

@@ -141,7 +141,10 @@ impl Pki {
             all_hosts.extend(
                 hosts
                     .iter()
-                    .filter(|h| h.parse::<std::net::IpAddr>().map_or(true, |ip| !ip.is_unspecified()))
+                    .filter(|h| {
+                        h.parse::<std::net::IpAddr>()
+                            .map_or(true, |ip| !ip.is_unspecified())
+                    })
                     .cloned(),
             );
             all_hosts.sort();
@@ -313,7 +316,8 @@ mod tests {
         assert_eq!(first, std::fs::read(&pki.serving_cert).unwrap());
         // A new --tls-san: re-issued by the same CA, with the new names.
         let ca = std::fs::read(&pki.ca_cert).unwrap();
-        pki.ensure(&["10.201.0.1".into(), "node.example".into()]).unwrap();
+        pki.ensure(&["10.201.0.1".into(), "node.example".into()])
+            .unwrap();
         assert_ne!(first, std::fs::read(&pki.serving_cert).unwrap());
         assert_eq!(ca, std::fs::read(&pki.ca_cert).unwrap());
         assert!(pki.serving_cert_covers(&["10.201.0.1".into(), "NODE.example".into()]));

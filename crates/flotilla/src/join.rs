@@ -98,7 +98,8 @@ pub async fn run(cmd: AgentCmd, shutdown: CancellationToken) -> anyhow::Result<(
         joined.user,
         joined.kubeconfig.display()
     );
-    let flags = node::node_kubelet_flags(&cmd.data_dir, &joined.kubeconfig, &joined.ca_file, flags)?;
+    let flags =
+        node::node_kubelet_flags(&cmd.data_dir, &joined.kubeconfig, &joined.ca_file, flags)?;
     node::run_kubelet(
         &cmd.data_dir,
         &cmd.cluster_cidr,
@@ -111,7 +112,11 @@ pub async fn run(cmd: AgentCmd, shutdown: CancellationToken) -> anyhow::Result<(
 
 /// A client of `server` that either verifies it against `ca_pem` or (for
 /// `/cacerts` only) trusts anything, optionally with a bearer token.
-fn client(server: &http::Uri, ca_pem: Option<&[u8]>, bearer: Option<&str>) -> anyhow::Result<kube::Client> {
+fn client(
+    server: &http::Uri,
+    ca_pem: Option<&[u8]>,
+    bearer: Option<&str>,
+) -> anyhow::Result<kube::Client> {
     let mut cfg = kube::Config::new(server.clone());
     cfg.connect_timeout = Some(JOIN_TIMEOUT);
     cfg.read_timeout = Some(JOIN_TIMEOUT);
@@ -228,7 +233,10 @@ pub async fn join(
                  the server's <data-dir>/token"
             ),
             (Some(code), kube::Error::Api(s)) => {
-                anyhow::anyhow!("the server refused to issue node credentials ({code}): {}", s.message)
+                anyhow::anyhow!(
+                    "the server refused to issue node credentials ({code}): {}",
+                    s.message
+                )
             }
             _ => anyhow::anyhow!(
                 "cannot get node credentials from {server}: {} (a certificate error means the \
@@ -352,7 +360,9 @@ mod tests {
             .clone()
             .unwrap();
         use base64::Engine;
-        let pem = base64::engine::general_purpose::STANDARD.decode(cert).unwrap();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(cert)
+            .unwrap();
         let der = rustls_pemfile::certs(&mut pem.as_slice())
             .next()
             .unwrap()
@@ -377,23 +387,36 @@ mod tests {
         assert!(token.trim().ends_with("::server:chosen-secret"), "{token}");
         let agent = dir.path().join("agent");
 
-        let e = join(&url, "wrong-secret", None, &agent, "w").await.unwrap_err();
-        assert!(format!("{e:#}").contains("refused the join token (401"), "{e:#}");
+        let e = join(&url, "wrong-secret", None, &agent, "w")
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("refused the join token (401"),
+            "{e:#}"
+        );
 
         let ca = std::fs::read(dir.path().join("server/pki/ca.crt")).unwrap();
         let mut other = ca.clone();
         other.push(b'\n');
         let foreign = JoinToken::full(&other, "chosen-secret");
         let e = join(&url, &foreign, None, &agent, "w").await.unwrap_err();
-        assert!(format!("{e:#}").contains("possible man in the middle"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("possible man in the middle"),
+            "{e:#}"
+        );
 
-        let e = join(&url, &token, None, &agent, "Not_A_Name").await.unwrap_err();
+        let e = join(&url, &token, None, &agent, "Not_A_Name")
+            .await
+            .unwrap_err();
         assert!(format!("{e:#}").contains("not a valid node name"), "{e:#}");
         assert!(!agent.join("agent/kubelet.kubeconfig").exists());
 
         shutdown.cancel();
         let _ = running.task.await;
         let e = join(&url, &token, None, &agent, "w").await.unwrap_err();
-        assert!(format!("{e:#}").contains("cannot reach the server"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot reach the server"),
+            "{e:#}"
+        );
     }
 }

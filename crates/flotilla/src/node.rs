@@ -316,8 +316,14 @@ mod tests {
         ];
         let r = wanted_routes(&nodes, "me");
         let want: Vec<(ipnet::IpNet, std::net::IpAddr)> = vec![
-            ("10.42.1.0/24".parse().unwrap(), "10.201.0.2".parse().unwrap()),
-            ("10.42.2.0/24".parse().unwrap(), "10.201.0.3".parse().unwrap()),
+            (
+                "10.42.1.0/24".parse().unwrap(),
+                "10.201.0.2".parse().unwrap(),
+            ),
+            (
+                "10.42.2.0/24".parse().unwrap(),
+                "10.201.0.3".parse().unwrap(),
+            ),
         ];
         assert_eq!(r, want);
     }
@@ -339,6 +345,9 @@ mod tests {
             "{text}"
         );
         let s = server_kubelet_flags(dir.path(), &kc, flags).unwrap();
-        assert_eq!(s.node_labels, vec!["node-role.kubernetes.io/control-plane="]);
+        assert_eq!(
+            s.node_labels,
+            vec!["node-role.kubernetes.io/control-plane="]
+        );
     }
 }
