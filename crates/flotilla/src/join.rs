@@ -316,12 +316,16 @@ mod tests {
 
     async fn server(dir: &Path, token: Option<&str>) -> (apiserver::Running, CancellationToken) {
         let shutdown = CancellationToken::new();
+        std::fs::create_dir_all(dir).unwrap();
+        let tokens = dir.join("tokens.csv");
+        std::fs::write(&tokens, "plain-token,plain-user,u1\n").unwrap();
         let running = apiserver::start_with_store(
             apiserver::ServerConfig {
                 data_dir: dir.to_path_buf(),
                 secure_port: 0,
                 bind_address: "127.0.0.1".into(),
                 token: token.map(String::from),
+                token_auth_file: Some(tokens),
                 ..Default::default()
             },
             store::MemoryStore::new().expect("memory store"),
@@ -409,6 +413,20 @@ mod tests {
             .await
             .unwrap_err();
         assert!(format!("{e:#}").contains("not a valid node name"), "{e:#}");
+        // Another authenticated user (not the join identity) gets no node credentials.
+        let e = join(
+            &url,
+            "plain-token",
+            Some(&dir.path().join("server/pki/ca.crt")),
+            &agent,
+            "w",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("refused to issue node credentials (403)"),
+            "{e:#}"
+        );
         assert!(!agent.join("agent/kubelet.kubeconfig").exists());
 
         shutdown.cancel();
