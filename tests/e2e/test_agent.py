@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,13 @@ def _run(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.Comp
 def _in_netns(*argv: str) -> list[str]:
     """Run in the worker's network namespace only (same mounts, cgroups, PIDs)."""
     return ["nsenter", f"--net=/run/netns/{NETNS}", "--", *argv]
+
+
+def _get_in_netns(url: str) -> subprocess.CompletedProcess:
+    """An HTTP GET from the worker "machine" (no proxy)."""
+    code = ("import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
+            f"sys.stdout.write(o.open({url!r}, timeout=5).read().decode())")
+    return _run(*_in_netns(sys.executable, "-c", code), check=False)
 
 
 def _make_netns() -> None:
@@ -250,11 +258,7 @@ def test_agent_joins_and_runs_pods(cluster2, flotilla_bin: Path):
     assert p.returncode == 7, p.stderr
     assert p.stdout.startswith("httpd"), p.stdout
     # httpd answers on the pod IP inside the worker "machine".
-    out = _run(*_in_netns("wget", "-qO-", f"http://{ip}/hostname"), check=False)
-    if out.returncode == 127 or "No such file" in out.stderr:
-        out = _run(*_in_netns("python3", "-c", "import urllib.request,sys;"
-                              f"sys.stdout.write(urllib.request.urlopen('http://{ip}/hostname',"
-                              "timeout=5).read().decode())"))
+    out = _get_in_netns(f"http://{ip}/hostname")
     assert out.stdout.strip() == "on-worker", out
 
     # The worker's containers are in its own data dir; the server's pod is untouched
@@ -297,9 +301,8 @@ def test_agent_joins_and_runs_pods(cluster2, flotilla_bin: Path):
         nft = _run("nft", "list", "ruleset", check=False).stdout
         ns_nft = _run(*_in_netns("nft", "list", "ruleset"), check=False).stdout
         srv_ip = _pod(k, "on-server")["status"]["podIP"]
-        from_ns = _run(*_in_netns("wget", "-qO-", "-T", "3", f"http://{srv_ip}/hostname"),
-                       check=False)
-        raise AssertionError(f"{e}\nlast wget: {tries[-1:]}\nhost routes:\n{routes}\n"
+        from_ns = _get_in_netns(f"http://{srv_ip}/hostname")
+        raise AssertionError(f"{e}\nlast try: {tries[-1:]}\nhost routes:\n{routes}\n"
                              f"worker routes:\n{ns_routes}\nhost nft:\n{nft}\nworker nft:\n"
                              f"{ns_nft}\nworker host -> server pod: {from_ns}") from None
     assert out.rstrip().splitlines()[-1] == "on-worker", out
