@@ -123,7 +123,7 @@ KUBELET_TEST_FLAGS = ["--eviction-hard",
 
 
 def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[str] | None = None,
-                   port: int | None = None) -> Cluster:
+                   port: int | None = None, bind: str = "127.0.0.1") -> Cluster:
     # A second start on the same base restarts the cluster on its data.
     data_dir = base / "data"
     data_dir.mkdir(exist_ok=True)
@@ -139,7 +139,7 @@ def _start_cluster(binary: Path, base: Path, kubelet: bool = False, extra: list[
     port = port or _free_port()
     log_path = base / "flotilla-server.log"
     log = open(log_path, "ab")
-    cmd = [str(binary), "server", "--data-dir", str(data_dir), "--bind-address", "127.0.0.1",
+    cmd = [str(binary), "server", "--data-dir", str(data_dir), "--bind-address", bind,
            "--secure-port", str(port), "--token-auth-file", str(token_file)]
     if not kubelet:
         # Control plane only: these clusters use hollow nodes, and as root a

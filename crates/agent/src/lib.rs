@@ -152,6 +152,18 @@ impl NodeRuntime {
         Ok(())
     }
 
+    /// Makes the host-gw routes to other nodes' pod CIDRs exactly `routes`
+    /// (`(podCIDR, node address)`); nothing to do before the pod network is up.
+    pub async fn set_node_routes(
+        &self,
+        routes: Vec<(IpNet, std::net::IpAddr)>,
+    ) -> Result<(), RuntimeError> {
+        match self.network.get() {
+            Some(net) => net.set_node_routes(routes).await.map_err(err),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the pod network is up.
     pub fn network_ready(&self) -> bool {
         self.network.initialized()

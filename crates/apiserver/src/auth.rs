@@ -4,7 +4,8 @@
 //! CN, groups = O) or by a bearer token from a static token file (upstream's CSV format
 //! `token,user,uid,"group1,group2"`), or by a service-account JWT
 //! ([`crate::serviceaccount`]). Anonymous requests are refused except on the health
-//! endpoints (upstream's `anonymous.conditions` for `/healthz`, `/livez`, `/readyz`).
+//! endpoints (upstream's `anonymous.conditions` for `/healthz`, `/livez`, `/readyz`) and
+//! `/cacerts`. The node join secret (`crate::join`) is a bearer token too.
 //! Authorization goes through the [`Authorizer`] trait; the default one allows every
 //! authenticated user (RBAC comes with a later issue).
 

@@ -14,7 +14,7 @@ pub use crate::adapters::fields_of;
 use crate::auth::{Attributes, UserInfo};
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::{self, Update, WriteOptions, WriteResult};
-use crate::server::{ApiServer, json_response};
+use crate::server::{ApiServer, bytes_response, json_response};
 use crate::strategy;
 
 /// Upstream's request body limit (3 MiB).
@@ -58,6 +58,10 @@ pub struct ResourceRoute {
 #[derive(Clone, Debug)]
 pub enum Route {
     Health(&'static str),
+    /// `GET /cacerts`: the cluster CA certificate, served anonymously ([`crate::join`]).
+    CaCerts,
+    /// `GET /v1-flotilla/client-kubelet?nodeName=N`: a joining node's credentials.
+    NodeCredentials,
     Version,
     Metrics,
     OpenApiV2,
@@ -172,6 +176,8 @@ pub fn route(server: &ApiServer, _method: &Method, uri: &Uri) -> Route {
         "/healthz" | "/healthz/ping" => return Route::Health("healthz"),
         "/livez" | "/livez/ping" => return Route::Health("livez"),
         "/readyz" | "/readyz/ping" => return Route::Health("readyz"),
+        crate::join::CACERTS_PATH => return Route::CaCerts,
+        crate::join::NODE_CREDENTIALS_PATH => return Route::NodeCredentials,
         "/version" => return Route::Version,
         "/metrics" => return Route::Metrics,
         "/openapi/v2" | "/swagger.json" => return Route::OpenApiV2,
@@ -258,6 +264,11 @@ pub async fn handle(
 ) -> Response {
     let result = match route {
         Route::Health(what) => Ok(health(&server, what).await),
+        Route::CaCerts => ca_certs(&server).await,
+        Route::NodeCredentials => {
+            let (method, uri) = (req.method().clone(), req.uri().clone());
+            node_credentials(&server, &user, &method, &uri).await
+        }
         Route::Version => Ok(json_response(200, &crate::discovery::version())),
         Route::Metrics => Ok(server.metrics.render(&server).await),
         Route::OpenApiV2 => Ok(crate::discovery::openapi_v2(&server, req.headers())),
@@ -279,6 +290,73 @@ pub async fn handle(
         Route::Resource(r) => handle_resource(server, r, user, req).await,
     };
     result.unwrap_or_else(|e| e.into_response())
+}
+
+async fn ca_certs(server: &ApiServer) -> ApiResult<Response> {
+    let path = crate::pki::Pki::at(&server.config.data_dir).ca_cert;
+    match tokio::fs::read(&path).await {
+        Ok(pem) => Ok(bytes_response(200, pem.into(), "text/plain; charset=utf-8")),
+        Err(e) => {
+            tracing::error!("reading {}: {e}", path.display());
+            Err(ApiError::internal(format!("reading the cluster CA: {e}")))
+        }
+    }
+}
+
+/// Issues a client certificate `system:node:<nodeName>` (group `system:nodes`) to a
+/// holder of the join secret (or an admin).
+async fn node_credentials(
+    server: &ApiServer,
+    user: &UserInfo,
+    method: &Method,
+    uri: &Uri,
+) -> ApiResult<Response> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed("only GET is allowed"));
+    }
+    if !crate::join::may_join(user) {
+        return Err(ApiError::forbidden(format!(
+            "User \"{}\" cannot obtain node credentials: only the join token (group {}) may",
+            user.name,
+            crate::join::BOOTSTRAP_GROUP
+        )));
+    }
+    let query = Query::parse(uri.query());
+    let node = query.get("nodeName").unwrap_or_default().to_string();
+    let errs = api::names::is_dns1123_subdomain(&node);
+    if node.is_empty() || !errs.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "nodeName {node:?} is not a valid node name: {}",
+            if node.is_empty() {
+                "must not be empty".to_string()
+            } else {
+                errs.join(", ")
+            }
+        )));
+    }
+    let pki = crate::pki::Pki::at(&server.config.data_dir);
+    let cn = format!("system:node:{node}");
+    let issued = {
+        let cn = cn.clone();
+        tokio::task::spawn_blocking(move || pki.issue_client(&cn, &[crate::join::NODES_GROUP]))
+            .await
+    };
+    match issued {
+        Ok(Ok((certificate, key))) => {
+            tracing::info!(node = %node, by = %user.name, "issued node credentials");
+            let body = crate::join::NodeCredentials {
+                user: cn,
+                certificate,
+                key,
+            };
+            Ok(json_response(
+                200,
+                &serde_json::to_value(body).unwrap_or_default(),
+            ))
+        }
+        Ok(Err(e)) => Err(ApiError::internal(format!("issuing node credentials: {e}"))),
+        Err(e) => Err(ApiError::internal(format!("issuing node credentials: {e}"))),
+    }
 }
 
 async fn health(server: &ApiServer, what: &str) -> Response {

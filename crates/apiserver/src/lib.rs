@@ -22,6 +22,7 @@ pub mod dupkeys;
 pub mod errors;
 pub mod handlers;
 pub mod hooks;
+pub mod join;
 pub mod kubeletproxy;
 pub mod list;
 pub mod metrics;
@@ -49,6 +50,8 @@ pub struct Running {
     pub server: Arc<ApiServer>,
     pub addr: SocketAddr,
     pub kubeconfig: std::path::PathBuf,
+    /// `<data-dir>/token`: the node join token (`flotilla agent --token`).
+    pub token_file: std::path::PathBuf,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -70,9 +73,10 @@ pub async fn start_with_store(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let pki = pki::Pki::at(&config.data_dir);
-    let mut hosts = config.tls_san.clone();
-    hosts.push(config.bind_address.clone());
-    pki.ensure(&hosts)?;
+    pki.ensure(&serving_hosts(&config))?;
+    let ca_pem = std::fs::read(&pki.ca_cert)?;
+    let token_file = join::token_path(&config.data_dir);
+    let secret = join::ensure_token(&config.data_dir, &ca_pem, config.token.as_deref())?;
     let listener =
         tokio::net::TcpListener::bind((config.bind_address.as_str(), config.secure_port)).await?;
     let addr = listener.local_addr()?;
@@ -90,6 +94,7 @@ pub async fn start_with_store(
     pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{host}:{}", addr.port()))?;
     let mut config = config;
     config.secure_port = addr.port();
+    config.token = Some(secret);
     let server = ApiServer::new(config, store.clone()).await?;
     tokio::spawn(compaction_loop(store, shutdown.clone()));
     let task = tokio::spawn(server::serve(server.clone(), listener, shutdown));
@@ -97,8 +102,56 @@ pub async fn start_with_store(
         server,
         addr,
         kubeconfig,
+        token_file,
         task,
     })
+}
+
+/// The serving certificate's extra names: `--tls-san`, the bind address, and — when
+/// binding every address (`0.0.0.0`, `::`) — the host name and every non-loopback
+/// address of the host, as k3s does, so other machines can reach it by any of them.
+pub fn serving_hosts(config: &ServerConfig) -> Vec<String> {
+    let mut hosts = config.tls_san.clone();
+    match config.bind_address.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => {
+            if let Ok(name) = nix::unistd::gethostname()
+                && let Some(name) = name.to_str()
+                && !name.is_empty()
+                && api::names::is_dns1123_subdomain(&name.to_ascii_lowercase()).is_empty()
+            {
+                hosts.push(name.to_ascii_lowercase());
+            }
+            hosts.extend(host_addresses().iter().map(|a| a.to_string()));
+        }
+        _ => hosts.push(config.bind_address.clone()),
+    }
+    hosts
+}
+
+/// The host's non-loopback interface addresses (IPv6 link-local ones left out).
+fn host_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for a in addrs {
+        let Some(addr) = a.address else { continue };
+        let ip = if let Some(v4) = addr.as_sockaddr_in() {
+            std::net::IpAddr::V4(v4.ip())
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            let ip = v6.ip();
+            if (ip.segments()[0] & 0xffc0) == 0xfe80 {
+                continue;
+            }
+            std::net::IpAddr::V6(ip)
+        } else {
+            continue;
+        };
+        if !ip.is_loopback() && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 /// How often history is compacted (upstream's `--etcd-compaction-interval`).

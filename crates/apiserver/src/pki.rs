@@ -127,7 +127,10 @@ impl Pki {
         let ca_key = KeyPair::from_pem(&ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
 
-        if !self.serving_cert.exists() || !self.serving_key.exists() {
+        if !self.serving_cert.exists()
+            || !self.serving_key.exists()
+            || !self.serving_cert_covers(hosts)
+        {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
             params.distinguished_name = name("kube-apiserver", &[]);
@@ -141,7 +144,15 @@ impl Pki {
                 "127.0.0.1".into(),
                 "::1".into(),
             ];
-            all_hosts.extend(hosts.iter().cloned());
+            all_hosts.extend(
+                hosts
+                    .iter()
+                    .filter(|h| {
+                        h.parse::<std::net::IpAddr>()
+                            .map_or(true, |ip| !ip.is_unspecified())
+                    })
+                    .cloned(),
+            );
             all_hosts.sort();
             all_hosts.dedup();
             for h in all_hosts {
@@ -182,6 +193,44 @@ impl Pki {
             write_private(&self.sa_pub, &key.public_key_pem())?;
         }
         Ok(())
+    }
+
+    /// Whether the serving certificate names every one of `hosts` (a new `--tls-san`
+    /// or a new host address re-issues it, as k3s does).
+    fn serving_cert_covers(&self, hosts: &[String]) -> bool {
+        let Ok(pem) = std::fs::read(&self.serving_cert) else {
+            return false;
+        };
+        let Some(Ok(der)) = rustls_pemfile::certs(&mut pem.as_slice()).next() else {
+            return false;
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+            return false;
+        };
+        let Ok(Some(san)) = cert.subject_alternative_name() else {
+            return false;
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut ips: Vec<std::net::IpAddr> = Vec::new();
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => {
+                    names.push(d.to_ascii_lowercase())
+                }
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        ips.push(std::net::IpAddr::from(a));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        ips.push(std::net::IpAddr::from(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+        hosts.iter().all(|h| match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_unspecified() || ips.contains(&ip),
+            Err(_) => names.contains(&h.to_ascii_lowercase()),
+        })
     }
 
     fn client_cert(
@@ -272,5 +321,26 @@ mod tests {
             .as_str()
             .unwrap();
         assert_eq!(org, "system:masters");
+    }
+
+    #[test]
+    fn serving_cert_is_reissued_for_new_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::at(dir.path());
+        pki.ensure(&["0.0.0.0".into()]).unwrap();
+        let first = std::fs::read(&pki.serving_cert).unwrap();
+        assert!(pki.serving_cert_covers(&["127.0.0.1".into(), "localhost".into()]));
+        assert!(!pki.serving_cert_covers(&["10.201.0.1".into()]));
+        // Same names: kept.
+        pki.ensure(&[]).unwrap();
+        assert_eq!(first, std::fs::read(&pki.serving_cert).unwrap());
+        // A new --tls-san: re-issued by the same CA, with the new names.
+        let ca = std::fs::read(&pki.ca_cert).unwrap();
+        pki.ensure(&["10.201.0.1".into(), "node.example".into()])
+            .unwrap();
+        assert_ne!(first, std::fs::read(&pki.serving_cert).unwrap());
+        assert_eq!(ca, std::fs::read(&pki.ca_cert).unwrap());
+        assert!(pki.serving_cert_covers(&["10.201.0.1".into(), "NODE.example".into()]));
+        assert!(!pki.serving_cert_covers(&["10.201.0.2".into()]));
     }
 }

@@ -40,6 +40,11 @@ pub struct ServerConfig {
     /// The ServiceAccount admission plugin on pod creation (upstream default on;
     /// `--disable-admission-plugins ServiceAccount` turns it off).
     pub service_account_admission: bool,
+    /// The node join secret (`--token`: a bare secret or a full `K10…` token of this
+    /// cluster). [`crate::start`] replaces it with the secret of `<data-dir>/token`
+    /// (generated on first start); the API server authenticates it as the bootstrap
+    /// identity ([`crate::join`]).
+    pub token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +59,7 @@ impl Default for ServerConfig {
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
             service_account_admission: true,
+            token: None,
         }
     }
 }
@@ -165,7 +171,7 @@ impl ApiServer {
             Arc::new(|v: &Value| crate::handlers::fields_of(v)),
         )
         .await?;
-        let tokens = match &config.token_auth_file {
+        let mut tokens = match &config.token_auth_file {
             Some(p) => TokenFile::load(p)?,
             None => TokenFile::default(),
         };
@@ -176,6 +182,12 @@ impl ApiServer {
                 None
             }
         };
+        if let Some(t) = &config.token {
+            let secret = crate::join::JoinToken::parse(t)
+                .map_err(|e| anyhow::anyhow!("--token: {e}"))?
+                .secret;
+            tokens.insert(secret, crate::join::bootstrap_user());
+        }
         let builtin = api::catalog::builtin();
         let openapi = crate::openapi::OpenApi::new(&builtin);
         let server = Arc::new(ApiServer {
@@ -303,7 +315,7 @@ pub async fn dispatch(server: Arc<ApiServer>, req: Request<Body>) -> Response {
     let route = crate::handlers::route(&server, &method, req.uri());
     let (verb, resource_label) = route.metrics_labels(&method);
     let resp = match (&user, &route) {
-        (None, crate::handlers::Route::Health(_)) => {
+        (None, crate::handlers::Route::Health(_) | crate::handlers::Route::CaCerts) => {
             crate::handlers::handle(server.clone(), route, UserInfo::anonymous(), req).await
         }
         (None, _) => ApiError::unauthorized().into_response(),

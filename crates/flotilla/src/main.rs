@@ -5,6 +5,7 @@
 //! component is an API client and also runs alone against a kubeconfig.
 
 mod ctr;
+mod join;
 mod node;
 
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ enum Command {
     /// Run a kubelet (real containers) against an API server, or standalone with
     /// static pods only (no --kubeconfig).
     Kubelet(node::KubeletCmd),
+    /// Join a cluster as a worker node: `--server https://HOST:6443 --token TOKEN`
+    /// (the server's `<data-dir>/token`), then run its kubelet on the real runtime.
+    Agent(join::AgentCmd),
     /// Node-local containers without an API server: ps, logs, exec, inspect, stop, rm, run.
     Ctr(ctr::CtrCmd),
     /// Per-container supervisor started by the runtime (internal).
@@ -74,6 +78,9 @@ struct ServerArgs {
     /// The Service cluster IP range.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
+    /// The node join secret (default: generated once, kept in `<data-dir>/token`).
+    #[arg(long)]
+    token: Option<String>,
     /// Toleration seconds added to pods for node.kubernetes.io/not-ready:NoExecute.
     #[arg(long, default_value_t = 300)]
     default_not_ready_toleration_seconds: i64,
@@ -252,6 +259,7 @@ fn server_config(args: &ServerArgs) -> apiserver::ServerConfig {
             .disable_admission_plugins
             .iter()
             .any(|p| p == "ServiceAccount"),
+        token: args.token.clone(),
     }
 }
 
@@ -264,6 +272,12 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
         running.kubeconfig.display()
     );
     println!("kubeconfig: {}", running.kubeconfig.display());
+    tracing::info!(
+        "node join token: {} (flotilla agent --server https://{} --token-file …)",
+        running.token_file.display(),
+        running.addr
+    );
+    println!("join token: {}", running.token_file.display());
     let mut components = Vec::new();
     if with_components && !cmd.disable_controller_manager {
         let client = kube_client(&running.kubeconfig).await?;
@@ -424,6 +438,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
+            Command::Agent(cmd) => until_terminated(|token| join::run(cmd, token)).await,
             Command::Ctr(_) | Command::Shim { .. } => {
                 unreachable!("handled before the async runtime")
             }

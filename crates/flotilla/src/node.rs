@@ -1,5 +1,5 @@
-//! The node roles: `flotilla kubelet` and the kubelet inside `flotilla server`, on the
-//! real runtime (`agent::NodeRuntime`: containers, images, pod network).
+//! The node roles: `flotilla kubelet`, the kubelet inside `flotilla server` and the
+//! one of `flotilla agent` (`join.rs`), on the real runtime (`agent::NodeRuntime`: containers, images, pod network).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,15 +132,108 @@ pub async fn run_kubelet(
             }
         }
     });
+    if let Some(client) = client.clone() {
+        let nr = node_runtime.clone();
+        let me = cfg.config.node_name.clone();
+        tokio::spawn(node_routes(client, nr, me, shutdown.clone()));
+    }
     kubelet::run_with_client(cfg, client, node_runtime, shutdown).await;
     Ok(())
 }
 
-/// Writes the server's kubelet configuration (once) and returns the kubelet flags
-/// that use it with the admin kubeconfig.
-pub fn server_kubelet_flags(
+/// How often the host-gw routes are brought in line with the Nodes.
+const NODE_ROUTES_PERIOD: Duration = Duration::from_secs(5);
+
+/// The host-gw routes this node wants: every other node's podCIDR via its InternalIP.
+fn wanted_routes(nodes: &[Node], me: &str) -> Vec<(ipnet::IpNet, std::net::IpAddr)> {
+    let own: Option<ipnet::IpNet> = nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(me))
+        .and_then(|n| n.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok());
+    let mut out: Vec<(ipnet::IpNet, std::net::IpAddr)> = Vec::new();
+    for n in nodes {
+        if n.metadata.name.as_deref() == Some(me) {
+            continue;
+        }
+        let Some(cidr) = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .and_then(|c| c.parse::<ipnet::IpNet>().ok())
+        else {
+            continue;
+        };
+        let Some(ip) = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+            .and_then(|a| a.address.parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        if own.is_some_and(|o| o.contains(&cidr) || cidr.contains(&o))
+            || out.iter().any(|(c, _)| *c == cidr)
+        {
+            continue;
+        }
+        out.push((cidr, ip));
+    }
+    out.sort();
+    out
+}
+
+/// Keeps the host-gw routes to the other nodes' pod CIDRs (cross-node pod traffic;
+/// the nodes must share a network).
+async fn node_routes(
+    client: kube::Client,
+    nr: Arc<agent::NodeRuntime>,
+    me: String,
+    shutdown: CancellationToken,
+) {
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let mut applied: Option<Vec<(ipnet::IpNet, std::net::IpAddr)>> = None;
+    let mut last_error = String::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(NODE_ROUTES_PERIOD) => {}
+        }
+        if !nr.network_ready() {
+            continue;
+        }
+        let Ok(list) = nodes.list(&Default::default()).await else {
+            continue;
+        };
+        let wanted = wanted_routes(&list.items, &me);
+        if applied.as_ref() == Some(&wanted) {
+            continue;
+        }
+        match nr.set_node_routes(wanted.clone()).await {
+            Ok(()) => {
+                tracing::info!(routes = ?wanted, "host-gw routes to other nodes' pod networks");
+                applied = Some(wanted);
+                last_error.clear();
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if msg != last_error {
+                    tracing::warn!("host-gw routes: {msg}");
+                    last_error = msg;
+                }
+            }
+        }
+    }
+}
+
+/// Writes a node's kubelet configuration (once) to `<data-dir>/agent/kubelet.yaml`
+/// and returns the kubelet flags that use it with `kubeconfig`. `client_ca` is the
+/// cluster CA: the API server dials the kubelet with a client certificate signed by
+/// it (`pods/log`, `pods/exec`). The server's own kubelet and `flotilla agent` share it.
+pub fn node_kubelet_flags(
     data_dir: &Path,
     kubeconfig: &Path,
+    client_ca: &Path,
     mut flags: kubelet::KubeletFlags,
 ) -> anyhow::Result<kubelet::KubeletFlags> {
     if flags.config.is_none() {
@@ -151,10 +244,7 @@ pub fn server_kubelet_flags(
                 .clone()
                 .unwrap_or_else(|| default_static_pod_path(data_dir));
             let mut cfg = kubelet::config::default_config(&static_pods);
-            // The API server dials the kubelet with a client certificate signed by the
-            // cluster CA (`pods/log`, `pods/exec`).
-            cfg.authentication.x509.client_ca_file =
-                data_dir.join("pki").join("ca.crt").display().to_string();
+            cfg.authentication.x509.client_ca_file = client_ca.display().to_string();
             let text = cfg.to_yaml()?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
@@ -175,6 +265,18 @@ pub fn server_kubelet_flags(
     if flags.kubeconfig.is_none() {
         flags.kubeconfig = Some(kubeconfig.to_path_buf());
     }
+    Ok(flags)
+}
+
+/// The server's kubelet: [`node_kubelet_flags`] with the admin kubeconfig and the
+/// cluster CA of the data directory, labelled as the control plane.
+pub fn server_kubelet_flags(
+    data_dir: &Path,
+    kubeconfig: &Path,
+    flags: kubelet::KubeletFlags,
+) -> anyhow::Result<kubelet::KubeletFlags> {
+    let ca = data_dir.join("pki").join("ca.crt");
+    let mut flags = node_kubelet_flags(data_dir, kubeconfig, &ca, flags)?;
     if flags
         .node_labels
         .iter()
@@ -185,4 +287,69 @@ pub fn server_kubelet_flags(
             .push("node-role.kubernetes.io/control-plane=".to_string());
     }
     Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ParseDefaults;
+
+    fn node(name: &str, cidr: Option<&str>, ip: Option<&str>) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"podCIDR": cidr},
+            "status": {"addresses": ip.map(|ip| vec![
+                serde_json::json!({"type": "Hostname", "address": name}),
+                serde_json::json!({"type": "InternalIP", "address": ip}),
+            ])},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn routes_go_to_every_other_node_with_a_cidr_and_an_address() {
+        let nodes = vec![
+            node("me", Some("10.42.0.0/24"), Some("10.201.0.1")),
+            node("w2", Some("10.42.2.0/24"), Some("10.201.0.3")),
+            node("w1", Some("10.42.1.0/24"), Some("10.201.0.2")),
+            node("no-cidr", None, Some("10.201.0.4")),
+            node("no-ip", Some("10.42.4.0/24"), None),
+            node("overlap", Some("10.42.0.0/16"), Some("10.201.0.5")),
+        ];
+        let r = wanted_routes(&nodes, "me");
+        let want: Vec<(ipnet::IpNet, std::net::IpAddr)> = vec![
+            (
+                "10.42.1.0/24".parse().unwrap(),
+                "10.201.0.2".parse().unwrap(),
+            ),
+            (
+                "10.42.2.0/24".parse().unwrap(),
+                "10.201.0.3".parse().unwrap(),
+            ),
+        ];
+        assert_eq!(r, want);
+    }
+
+    #[test]
+    fn server_and_agent_share_the_node_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = kubelet::KubeletFlags::parse_defaults();
+        let kc = dir.path().join("k.kubeconfig");
+        let ca = dir.path().join("agent").join("server-ca.crt");
+        let f = node_kubelet_flags(dir.path(), &kc, &ca, flags.clone()).unwrap();
+        assert_eq!(f.kubeconfig.as_deref(), Some(kc.as_path()));
+        assert_eq!(f.root_dir, dir.path().join("agent").join("kubelet"));
+        assert!(f.node_labels.is_empty(), "a worker has no role");
+        let text = std::fs::read_to_string(f.config.unwrap()).unwrap();
+        assert!(text.contains(&ca.display().to_string()), "{text}");
+        assert!(
+            text.contains(&dir.path().join("agent/pod-manifests").display().to_string()),
+            "{text}"
+        );
+        let s = server_kubelet_flags(dir.path(), &kc, flags).unwrap();
+        assert_eq!(
+            s.node_labels,
+            vec!["node-role.kubernetes.io/control-plane="]
+        );
+    }
 }

@@ -692,7 +692,8 @@ pub fn parse_taints(items: &[String]) -> Result<Vec<Taint>, ConfigError> {
     Ok(out)
 }
 
-fn host_name() -> String {
+/// The default node name: the host name, lower-cased.
+pub fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
