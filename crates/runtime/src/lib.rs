@@ -8,6 +8,7 @@
 //! a rootfs as overlay lowerdirs or a directory, and hands out a network namespace path.
 //! `flotilla ctr` and the kubelet share its on-disk state (`<data-dir>/containers`).
 
+pub mod attach;
 pub mod cgroup;
 pub mod init;
 pub mod logs;
@@ -17,6 +18,7 @@ pub mod shim;
 pub mod spec;
 pub mod state;
 
+pub use attach::{AttachConn, AttachOptions};
 pub use runtime::{
     Config, ContainerRuntime, Error, ExecRequest, OciRuntimeBinary, Result, Runtime, Stats,
 };
