@@ -2,7 +2,8 @@
 //! container spec into isolated processes — pod sandboxes with pinned namespaces, cgroups
 //! (v1 and v2, kubelet-style hierarchy), an OCI bundle per container run by the built-in
 //! low-level runtime ([`init`]) or an OCI runtime binary such as runc, a per-container
-//! [`shim`] that survives kubelet restarts, CRI-format logs, exec, stop and removal.
+//! [`shim`] that survives kubelet restarts, CRI-format logs, exec, [`attach`], stop and
+//! removal.
 //!
 //! It must never depend on the API server, the image store or the network crate: it takes
 //! a rootfs as overlay lowerdirs or a directory, and hands out a network namespace path.

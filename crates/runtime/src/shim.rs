@@ -5,7 +5,10 @@
 //!   [`crate::init`] or `runc run --detach` of the same bundle), writes `pid.json`, answers
 //!   `ok <pid>` on stdout, pumps the container's stdout/stderr into the CRI log, waits for
 //!   the init and writes `exit.json` (exit code, signal, OOM kill, finish time). The runtime
-//!   can die and restart meanwhile; the container and its shim keep running.
+//!   can die and restart meanwhile; the container and its shim keep running. With `stdin`
+//!   the shim holds the write end of the container's stdin pipe (with `tty`, the master of
+//!   its pty, whose output is the stdout stream) and serves `attach.sock`
+//!   ([`crate::attach`]): input to the container, output to every attached client.
 //! - `shim exec <container-dir> [--tty] -- CMD…`: joins the container's namespaces and
 //!   cgroup, runs CMD with the container's credentials and returns its exit code.
 //! - `shim sandbox <sandbox-dir>`: creates a pod's namespaces and pins them with bind
