@@ -897,11 +897,7 @@ impl PodRuntime for NodeRuntime {
         });
         // Output from the shim until it closes the connection (the container exited or
         // the client detached) or the client's side goes away.
-        loop {
-            let kind = match rd.read_u8().await {
-                Ok(k) => k,
-                Err(_) => break,
-            };
+        while let Ok(kind) = rd.read_u8().await {
             let Ok(len) = rd.read_u32().await else { break };
             if len as usize > MAX_FRAME {
                 tracing::warn!(container = id, len, "attach: oversized frame from the shim");
