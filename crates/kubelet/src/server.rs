@@ -378,11 +378,24 @@ async fn find_container(
     container: &str,
     previous: bool,
 ) -> Result<ContainerInfo, Failure> {
+    find_container_of(ctx, namespace, pod, None, container, previous).await
+}
+
+/// [`find_container`] in the pod with uid `want_uid` when given.
+async fn find_container_of(
+    ctx: &ServerContext,
+    namespace: &str,
+    pod: &str,
+    want_uid: Option<&str>,
+    container: &str,
+    previous: bool,
+) -> Result<ContainerInfo, Failure> {
     let uid = ctx.pods.lock().ok().and_then(|m| {
         m.values()
             .find(|(p, _)| {
                 p.metadata.namespace.as_deref().unwrap_or("default") == namespace
                     && p.metadata.name.as_deref() == Some(pod)
+                    && want_uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u))
             })
             .and_then(|(p, _)| p.metadata.uid.clone())
     });
@@ -685,23 +698,8 @@ async fn streaming(
             "you must specify at least 1 of stdin, stdout, stderr",
         );
     }
-    if let Some(want) = &want_uid {
-        let found = ctx.pods.lock().ok().is_some_and(|m| {
-            m.values().any(|(p, _)| {
-                p.metadata.namespace.as_deref().unwrap_or("default") == namespace
-                    && p.metadata.name.as_deref() == Some(pod.as_str())
-                    && p.metadata.uid.as_deref() == Some(want.as_str())
-            })
-        });
-        if !found {
-            return failure_response(
-                404,
-                "NotFound",
-                &format!("pod {namespace}/{pod} with uid {want} not found on this node"),
-            );
-        }
-    }
-    let c = match find_container(&ctx, &namespace, &pod, &container, false).await {
+    let uid = want_uid.as_deref();
+    let c = match find_container_of(&ctx, &namespace, &pod, uid, &container, false).await {
         Ok(c) => c,
         Err(f) => return f.into_response(),
     };
