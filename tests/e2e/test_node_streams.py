@@ -1,9 +1,10 @@
-"""Streams through a real node: `kubectl port-forward` and `kubectl exec` with both
-pinned kubectl versions, API server -> kubelet -> the pod's network namespace or
-container.
+"""Streams through a real node: `kubectl port-forward`, `kubectl exec`, `kubectl attach`
+and `kubectl run -i`/`-it` with both pinned kubectl versions, API server -> kubelet ->
+the pod's network namespace or container (attach: the container's shim).
 
 kubectl 1.33 port-forwards over SPDY tunnelled in a WebSocket
-(`SPDY/3.1+portforward.k8s.io`) and execs over WebSocket (`v5.channel.k8s.io`);
+(`SPDY/3.1+portforward.k8s.io`) and execs and attaches over WebSocket
+(`v5.channel.k8s.io`);
 kubectl 1.20 uses plain SPDY/3.1 (`portforward.k8s.io`, `v4.channel.k8s.io`).
 
 Needs root (namespaces, cgroups, overlayfs, veths); skipped loudly otherwise. One
@@ -321,8 +322,13 @@ class Terminal:
     """kubectl on a pseudo-terminal (what `-t` needs), read in the background."""
 
     def __init__(self, k: Kubectl, *args: str):
+        import fcntl
         import pty
+        import struct
+        import termios
         self.master, slave = pty.openpty()
+        # kubectl sends its terminal's size to the container's terminal.
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 111, 0, 0))
         self.proc = subprocess.Popen(k.argv(args), stdin=slave, stdout=slave, stderr=slave,
                                      env=k.env({"TERM": "xterm"}), start_new_session=True)
         os.close(slave)
@@ -373,6 +379,8 @@ def test_run_it_gives_an_interactive_terminal(node, version: str):
         t.wait_for("If you don't see a command prompt", timeout=90)
         t.type("echo hi-$((1+2))\r")
         t.wait_for("hi-3")
+        t.type("stty size\r")
+        t.wait_for("37 111")
         t.type("exit\r")
         t.proc.wait(timeout=60)
         assert t.proc.returncode == 0, t.text()
