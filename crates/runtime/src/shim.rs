@@ -583,6 +583,8 @@ struct Client {
     id: u64,
     opts: AttachOptions,
     tx: mpsc::SyncSender<Vec<u8>>,
+    /// To cut off a client that does not keep up.
+    conn: std::os::unix::net::UnixStream,
 }
 
 #[derive(Default)]
@@ -624,6 +626,7 @@ impl Hub {
         &self,
         opts: AttachOptions,
         tx: mpsc::SyncSender<Vec<u8>>,
+        conn: std::os::unix::net::UnixStream,
         writer: std::thread::JoinHandle<()>,
     ) -> Option<u64> {
         let mut c = self.lock();
@@ -634,7 +637,7 @@ impl Hub {
         }
         c.next += 1;
         let id = c.next;
-        c.list.push(Client { id, opts, tx });
+        c.list.push(Client { id, opts, tx, conn });
         Some(id)
     }
 
@@ -666,6 +669,7 @@ impl Hub {
                 Ok(()) => true,
                 Err(mpsc::TrySendError::Full(_)) => {
                     eprintln!("attach: client {} does not keep up; detached", cl.id);
+                    let _ = cl.conn.shutdown(std::net::Shutdown::Both);
                     false
                 }
                 Err(mpsc::TrySendError::Disconnected(_)) => false,
@@ -735,7 +739,7 @@ fn serve_client(hub: Arc<Hub>, mut conn: std::os::unix::net::UnixStream) {
         _ => return,
     };
     let _ = conn.set_read_timeout(None);
-    let Ok(mut out) = conn.try_clone() else {
+    let (Ok(mut out), Ok(cut)) = (conn.try_clone(), conn.try_clone()) else {
         return;
     };
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CLIENT_QUEUE);
@@ -747,7 +751,7 @@ fn serve_client(hub: Arc<Hub>, mut conn: std::os::unix::net::UnixStream) {
         }
         let _ = out.shutdown(std::net::Shutdown::Write);
     });
-    let Some(id) = hub.register(opts, tx, writer) else {
+    let Some(id) = hub.register(opts, tx, cut, writer) else {
         return;
     };
     // Input to a container without stdin is ignored, its end included.

@@ -969,3 +969,42 @@ fn attach_with_a_tty_echoes_and_resizes() {
     // The terminal's output is the stdout stream of the log.
     assert!(env.stdout(&id).contains("got-hi"));
 }
+
+#[test]
+fn attach_cuts_off_a_client_that_does_not_read() {
+    need_root!();
+    let env = Env::new("attach-slow");
+    // Long lines: the log pump is not the bottleneck.
+    let id = env.run(&env.spec("exec yes $(head -c 16000 /dev/zero | tr '\\0' y)"));
+    let conn = env.rt.attach(&id, ALL).unwrap();
+    let shim_log = env.dir.join("data/containers").join(&id).join("shim.log");
+    let deadline = Instant::now() + T;
+    while !fs::read_to_string(&shim_log)
+        .unwrap_or_default()
+        .contains("does not keep up")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stuck client was never cut off"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What was queued in the socket, then the end (maybe mid-frame), while the
+    // container runs on.
+    let mut s = conn.into_stream();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut frames = 0;
+    loop {
+        match runtime::attach::read_frame(&mut s) {
+            Ok(Some(_)) => frames += 1,
+            Ok(None) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("the connection did not end: {e} after {frames} frames"),
+        }
+    }
+    assert!(frames > 0);
+    assert_eq!(env.rt.status(&id).unwrap().state, ContainerState::Running);
+    // A new client is served.
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.wait_for("yyy\nyyy");
+}
