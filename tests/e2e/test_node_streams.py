@@ -1,9 +1,10 @@
-"""Streams through a real node: `kubectl port-forward` and `kubectl exec` with both
-pinned kubectl versions, API server -> kubelet -> the pod's network namespace or
-container.
+"""Streams through a real node: `kubectl port-forward`, `kubectl exec`, `kubectl attach`
+and `kubectl run -i`/`-it` with both pinned kubectl versions, API server -> kubelet ->
+the pod's network namespace or container (attach: the container's shim).
 
 kubectl 1.33 port-forwards over SPDY tunnelled in a WebSocket
-(`SPDY/3.1+portforward.k8s.io`) and execs over WebSocket (`v5.channel.k8s.io`);
+(`SPDY/3.1+portforward.k8s.io`) and execs and attaches over WebSocket
+(`v5.channel.k8s.io`);
 kubectl 1.20 uses plain SPDY/3.1 (`portforward.k8s.io`, `v4.channel.k8s.io`).
 
 Needs root (namespaces, cgroups, overlayfs, veths); skipped loudly otherwise. One
@@ -295,3 +296,163 @@ def test_api_server_refuses_bad_streaming_requests_with_status(node):
                             "X-Stream-Protocol-Version": "portforward.k8s.io.v9"})
         assert r.status_code == 403, r.text
         assert r.headers.get("X-Accepted-Stream-Protocol-Versions") == "portforward.k8s.io"
+
+
+def _kubectl_for(node, version: str) -> Kubectl:
+    return node["k133"] if version == "1.33" else node["k120"]
+
+
+def _gone(k: Kubectl, pod: str) -> bool:
+    p = k("get", "pod", pod, "-o", "name")
+    return p.returncode != 0 and "NotFound" in p.stderr
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_run_i_rm_feeds_stdin_and_deletes_the_pod(node, version: str):
+    k = _kubectl_for(node, version)
+    name = f"att-{version.replace('.', '')}"
+    p = k("run", "-i", "--rm", "--restart=Never", f"--image={IMAGE}", name, "--",
+          "sh", "-c", "read x; echo got:$x", input="hello\n", timeout=120)
+    assert p.returncode == 0, f"stdout: {p.stdout}\nstderr: {p.stderr}"
+    assert "got:hello" in p.stdout, f"stdout: {p.stdout}\nstderr: {p.stderr}"
+    wait_for(lambda: _gone(k, name), timeout=60, message=f"pod {name} deleted by --rm")
+
+
+class Terminal:
+    """kubectl on a pseudo-terminal (what `-t` needs), read in the background."""
+
+    def __init__(self, k: Kubectl, *args: str):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        self.master, slave = pty.openpty()
+        # kubectl sends its terminal's size to the container's terminal.
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 111, 0, 0))
+        self.proc = subprocess.Popen(k.argv(args), stdin=slave, stdout=slave, stderr=slave,
+                                     env=k.env({"TERM": "xterm"}), start_new_session=True)
+        os.close(slave)
+        self.buf = b""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO once kubectl has exited
+                return
+            if not data:
+                return
+            with self._lock:
+                self.buf += data
+
+    def text(self) -> str:
+        with self._lock:
+            return self.buf.decode(errors="replace")
+
+    def type(self, s: str) -> None:
+        os.write(self.master, s.encode())
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        wait_for(lambda: needle in self.text() or self.proc.poll() is not None,
+                 timeout=timeout, interval=0.1, message=f"{needle!r} on the terminal")
+        assert needle in self.text(), f"kubectl exited {self.proc.returncode}: {self.text()!r}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._thread.join(timeout=5)
+        os.close(self.master)
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_run_it_gives_an_interactive_terminal(node, version: str):
+    k = _kubectl_for(node, version)
+    name = f"tty-{version.replace('.', '')}"
+    t = Terminal(k, "run", "-it", "--rm", "--restart=Never", f"--image={IMAGE}", name,
+                 "--", "sh")
+    try:
+        # The shell's first prompt went out before kubectl attached (kubectl says so).
+        t.wait_for("If you don't see a command prompt", timeout=90)
+        t.type("echo hi-$((1+2))\r")
+        t.wait_for("hi-3")
+        t.type("stty size\r")
+        t.wait_for("37 111")
+        t.type("exit\r")
+        t.proc.wait(timeout=60)
+        assert t.proc.returncode == 0, t.text()
+    finally:
+        t.close()
+    wait_for(lambda: _gone(k, name), timeout=60, message=f"pod {name} deleted by --rm")
+
+
+def _counter_pod(k: Kubectl) -> str:
+    if k("get", "pod", "counter").returncode != 0:
+        k.ok("run", "counter", f"--image={IMAGE}", "--restart=Never", "--", "sh", "-c",
+             "i=0; while :; do i=$((i+1)); echo count-$i; sleep 0.2; done")
+    wait_for(lambda: json.loads(k.ok("get", "pod", "counter", "-o", "json"))
+             .get("status", {}).get("phase") == "Running",
+             timeout=90, message="counter pod Running")
+    return "counter"
+
+
+def _counts(text: str) -> list[int]:
+    return [int(w[len("count-"):]) for w in text.split() if w.startswith("count-")
+            and w[len("count-"):].isdigit()]
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_attach_streams_fresh_output_of_a_running_container(node, version: str):
+    k = _kubectl_for(node, version)
+    pod = _counter_pod(node["k133"])
+    wait_for(lambda: _counts(k.ok("logs", pod)), timeout=30, message="counter output")
+    before = max(_counts(k.ok("logs", pod)))
+    proc = k.popen("attach", pod, "-c", "counter")
+    out: list[str] = []
+    err: list[str] = []
+    threads = [threading.Thread(target=PortForward._pump, args=(proc.stdout, out), daemon=True),
+               threading.Thread(target=PortForward._pump, args=(proc.stderr, err), daemon=True)]
+    for th in threads:
+        th.start()
+    try:
+        wait_for(lambda: len(_counts("".join(out))) >= 3 or proc.poll() is not None,
+                 timeout=60, message="three counter lines through attach")
+        seen = _counts("".join(out))
+        assert len(seen) >= 3, f"attach exited {proc.returncode}: {''.join(out)} {''.join(err)}"
+        # Only output written after the attach, in order, without gaps.
+        assert seen[0] >= before, (before, seen)
+        assert seen == list(range(seen[0], seen[0] + len(seen))), seen
+        assert proc.poll() is None, "attach keeps streaming while the container runs"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for th in threads:
+            th.join(timeout=5)
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_attach_to_a_missing_container_is_a_clear_error(node, version: str):
+    k = _kubectl_for(node, version)
+    pod = _counter_pod(node["k133"])
+    p = k("attach", pod, "-c", "nope", timeout=60)
+    assert p.returncode != 0
+    assert "nope" in p.stderr and "panic" not in p.stderr, p.stderr
+    # The same request straight to the API server: a Status, and the node lives on.
+    cluster = node["cluster"]
+    s = _session(cluster)
+    s.cert = (str(cluster.client_cert), str(cluster.client_key))
+    base = f"{cluster.url}/api/v1/namespaces/default/pods/{pod}/attach"
+    upgrade = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
+               "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
+    with s:
+        r = s.post(f"{base}?container=nope&stdout=1", headers=upgrade, timeout=10)
+        assert r.status_code == 400, r.text
+        st = r.json()
+        assert st["kind"] == "Status" and st["reason"] == "BadRequest", st
+        assert st["message"] == f"container nope is not valid for pod {pod}", st
+        r = s.post(f"{base}?container=counter&stdout=1", timeout=10)
+        assert r.status_code == 400 and "upgrade" in r.json()["message"], r.text
+    assert _counts(k.ok("logs", pod, "--tail=1"))

@@ -680,6 +680,9 @@ impl PodRuntime for NodeRuntime {
             log_max_size: None,
             log_max_files: None,
             runtime_handler: None,
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
         };
         let rt = self.runtime.clone();
         blocking(move || rt.create_container(&spec).map_err(err)).await
@@ -859,6 +862,92 @@ impl PodRuntime for NodeRuntime {
             let _ = t.await;
         }
         code
+    }
+
+    async fn attach(&self, id: &str, streams: ExecStreams) -> Result<(), RuntimeError> {
+        use runtime::attach::{CLOSE_STDIN, MAX_FRAME, STDERR, STDIN, STDOUT, encode};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ExecStreams {
+            stdin,
+            mut stdout,
+            mut stderr,
+            tty: _,
+            resize,
+        } = streams;
+        let opts = runtime::AttachOptions {
+            stdin: stdin.is_some(),
+            stdout: stdout.is_some(),
+            stderr: stderr.is_some(),
+        };
+        let rt = self.runtime.clone();
+        let cid = id.to_string();
+        let conn = blocking(move || match rt.attach(&cid, opts) {
+            Ok(c) => Ok(c),
+            Err(runtime::Error::NotFound(_)) => Err(RuntimeError::NotFound(cid)),
+            Err(e) => Err(err(e)),
+        })
+        .await?;
+        let sock = conn.into_stream();
+        sock.set_nonblocking(true).map_err(err)?;
+        let (mut rd, mut wr) = tokio::net::UnixStream::from_std(sock)
+            .map_err(err)?
+            .into_split();
+        // Input and resizes to the shim. The write half stays open until the end: the
+        // shim takes its closing as the client leaving.
+        let input = tokio::spawn(async move {
+            let (mut stdin, mut resize) = (stdin, resize);
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let frame = tokio::select! {
+                    Some(size) = async { resize.as_mut()?.recv().await } => {
+                        runtime::attach::resize_frame(size.width, size.height)
+                    }
+                    n = async {
+                        match stdin.as_mut() {
+                            Some(i) => i.read(&mut buf).await,
+                            None => std::future::pending().await,
+                        }
+                    } => match n {
+                        Ok(n) if n > 0 => encode(STDIN, &buf[..n]),
+                        _ => {
+                            stdin = None;
+                            encode(CLOSE_STDIN, &[])
+                        }
+                    },
+                };
+                if wr.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // Output from the shim until it closes the connection (the container exited or
+        // the client detached) or the client's side goes away.
+        while let Ok(kind) = rd.read_u8().await {
+            let Ok(len) = rd.read_u32().await else { break };
+            if len as usize > MAX_FRAME {
+                tracing::warn!(container = id, len, "attach: oversized frame from the shim");
+                break;
+            }
+            let mut payload = vec![0u8; len as usize];
+            if rd.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            let sink = match kind {
+                STDOUT => stdout.as_mut(),
+                STDERR => stderr.as_mut(),
+                _ => None,
+            };
+            if let Some(sink) = sink
+                && (sink.write_all(&payload).await.is_err() || sink.flush().await.is_err())
+            {
+                break;
+            }
+        }
+        input.abort();
+        for s in [stdout.as_mut(), stderr.as_mut()].into_iter().flatten() {
+            let _ = s.flush().await;
+        }
+        Ok(())
     }
 
     async fn port_forward(

@@ -115,10 +115,12 @@ impl Route {
 
 fn resource_verb(r: &ResourceRoute, method: &Method) -> &'static str {
     match *method {
-        // A WebSocket exec or port-forward is a GET but creates a process or a
+        // A WebSocket exec, attach or port-forward is a GET but creates a process or a
         // connection: upstream authorizes it as `create`
         // (AuthorizePodWebsocketUpgradeCreatePermission).
-        Method::GET if matches!(r.sub.as_deref(), Some("exec" | "portforward")) => "create",
+        Method::GET if matches!(r.sub.as_deref(), Some("exec" | "attach" | "portforward")) => {
+            "create"
+        }
         Method::GET | Method::HEAD => {
             if r.watch || r.query.flag("watch") {
                 "watch"
@@ -598,6 +600,9 @@ async fn handle_resource(
             ("get", Some("log")) => return crate::kubeletproxy::pod_log(&server, &r, req).await,
             ("create", Some("exec")) => {
                 return crate::kubeletproxy::pod_exec(&server, &r, req).await;
+            }
+            ("create", Some("attach")) => {
+                return crate::kubeletproxy::pod_attach(&server, &r, req).await;
             }
             ("create", Some("portforward")) => {
                 return crate::kubeletproxy::pod_portforward(&server, &r, req).await;

@@ -1,9 +1,9 @@
-//! `pods/log`, `pods/exec` and `pods/portforward`: the API server finds the pod's
-//! node and proxies the request to that node's kubelet over HTTPS
-//! (`/containerLogs/…`, `/exec/…`, `/portForward/…`), presenting its
-//! `kube-apiserver-kubelet-client` certificate. Logs are streamed through; exec and
-//! port-forward are upgrades (WebSocket or SPDY/3.1) whose bytes are copied both
-//! ways untouched.
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: the API server
+//! finds the pod's node and proxies the request to that node's kubelet over HTTPS
+//! (`/containerLogs/…`, `/exec/…`, `/attach/…`, `/portForward/…`), presenting its
+//! `kube-apiserver-kubelet-client` certificate. Logs are streamed through; exec,
+//! attach and port-forward are upgrades (WebSocket or SPDY/3.1) whose bytes are
+//! copied both ways untouched.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -497,6 +497,34 @@ pub async fn pod_exec(
         encode(&forwarded)
     );
     proxy_upgrade(server, &t, kind, uri, req, "exec").await
+}
+
+/// `GET|POST pods/{name}/attach` with a WebSocket or SPDY/3.1 upgrade.
+pub async fn pod_attach(
+    server: &ApiServer,
+    r: &ResourceRoute,
+    req: Request<Body>,
+) -> ApiResult<Response> {
+    let q = query_pairs(&req);
+    let container = q
+        .iter()
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.as_str());
+    let t = target(server, r, container).await?;
+    let kind = upgrade_of(&req, "attach")?;
+    let forwarded: Vec<(String, String)> = q
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "stdin" | "stdout" | "stderr" | "tty"))
+        .cloned()
+        .collect();
+    let uri = format!(
+        "/attach/{}/{}/{}?{}",
+        r.namespace,
+        r.name.as_deref().unwrap_or(""),
+        t.container,
+        encode(&forwarded)
+    );
+    proxy_upgrade(server, &t, kind, uri, req, "attach").await
 }
 
 /// `GET|POST pods/{name}/portforward` with a SPDY/3.1 upgrade (or a WebSocket

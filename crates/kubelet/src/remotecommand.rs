@@ -59,6 +59,44 @@ pub fn exec_status(cmd: &[String], result: &Result<i32, RuntimeError>) -> serde_
     }
 }
 
+/// What a streaming session runs: a command (`exec`) or an attach to the container's
+/// own process (`attach`).
+#[derive(Clone, Debug)]
+pub enum StreamAction {
+    Exec(Vec<String>),
+    Attach,
+}
+
+impl StreamAction {
+    /// Run it; an attach has no exit code of its own (0).
+    pub async fn run(
+        &self,
+        runtime: &dyn PodRuntime,
+        container_id: &str,
+        streams: ExecStreams,
+    ) -> Result<i32, RuntimeError> {
+        match self {
+            StreamAction::Exec(cmd) => runtime.exec_stream(container_id, cmd, streams).await,
+            StreamAction::Attach => runtime.attach(container_id, streams).await.map(|()| 0),
+        }
+    }
+
+    /// The final status, as upstream's kubelet writes it to the error stream.
+    pub fn status(&self, result: &Result<i32, RuntimeError>) -> serde_json::Value {
+        match (self, result) {
+            (StreamAction::Exec(cmd), r) => exec_status(cmd, r),
+            (StreamAction::Attach, Ok(_)) => json!({"metadata": {}, "status": "Success"}),
+            (StreamAction::Attach, Err(e)) => json!({
+                "metadata": {}, "status": "Failure",
+                "message": format!("Internal error occurred: error attaching to container: {e}"),
+                "reason": "InternalError",
+                "details": {"causes": [{"message": format!("error attaching to container: {e}")}]},
+                "code": 500,
+            }),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Streams {
     error: Option<StreamWriter>,
@@ -72,13 +110,14 @@ struct Streams {
     others: Vec<(StreamReader, StreamWriter)>,
 }
 
-/// Serve one exec over an upgraded SPDY session with the negotiated `protocol`.
+/// Serve one exec or attach over an upgraded SPDY session with the negotiated
+/// `protocol`.
 pub async fn serve_exec(
     mut session: Session,
     protocol: &str,
     runtime: Arc<dyn PodRuntime>,
     container_id: String,
-    cmd: Vec<String>,
+    action: StreamAction,
     opts: ExecOptions,
 ) {
     let v4 = protocol == SPDY_EXEC_PROTOCOLS[0];
@@ -198,14 +237,14 @@ pub async fn serve_exec(
         tty: opts.tty,
         resize,
     };
-    let result = runtime.exec_stream(&container_id, &cmd, streams).await;
+    let result = action.run(runtime.as_ref(), &container_id, streams).await;
     for f in forwarders {
         let _ = f.await;
     }
     for t in [stdin_task, resize_task].into_iter().flatten() {
         t.abort();
     }
-    let status = exec_status(&cmd, &result);
+    let status = action.status(&result);
     if let Some(w) = &s.error {
         let body = if v4 {
             Some(status.to_string())

@@ -200,6 +200,14 @@ pub trait PodRuntime: Send + Sync {
         cmd: &[String],
         streams: ExecStreams,
     ) -> Result<i32, RuntimeError>;
+    /// Attach to the stdio of running container `id` (`kubectl attach`, `kubectl run
+    /// -i`): its output from now on goes to `streams.stdout`/`stderr` (with a terminal,
+    /// all of it to stdout), `streams.stdin` to the container's stdin when it has one
+    /// (dropped otherwise), resizes to its terminal. Returns once the container has
+    /// exited, or when the client detached (its stdin ended and the container is not
+    /// `stdinOnce`); output is flushed and the sinks dropped before returning, as with
+    /// [`PodRuntime::exec_stream`]. `Err` when the container is unknown or not running.
+    async fn attach(&self, id: &str, streams: ExecStreams) -> Result<(), RuntimeError>;
     /// Connect to TCP `port` on the loopback of pod `pod_uid`'s network namespace
     /// (`kubectl port-forward`); host-network pods connect on the node's loopback.
     /// `NotFound` when the pod has no sandbox; a refused connection is `Other` with
@@ -721,6 +729,55 @@ impl PodRuntime for FakeRuntime {
             }
         }
         Ok(code)
+    }
+
+    /// Writes `attached\n` to stdout, then echoes stdin to stdout until it ends (a
+    /// container that reads its stdin and prints it); without stdin it returns at once.
+    async fn attach(&self, id: &str, streams: ExecStreams) -> Result<(), RuntimeError> {
+        {
+            let mut st = self.lock();
+            refresh(&mut st);
+            let c = st
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+            if c.info.state != ContainerState::Running {
+                return Err(RuntimeError::Other(format!(
+                    "container {id} is not running"
+                )));
+            }
+        }
+        let io = |e: std::io::Error| RuntimeError::Other(format!("fake attach i/o: {e}"));
+        let ExecStreams {
+            stdin,
+            mut stdout,
+            mut resize,
+            ..
+        } = streams;
+        if let Some(out) = stdout.as_mut() {
+            out.write_all(b"attached\n").await.map_err(io)?;
+            out.flush().await.map_err(io)?;
+        }
+        if let Some(mut input) = stdin {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = tokio::select! {
+                    Some(size) = async { resize.as_mut()?.recv().await } => {
+                        self.lock().resizes.push(size);
+                        continue;
+                    }
+                    n = input.read(&mut buf) => n.map_err(io)?,
+                };
+                if n == 0 {
+                    break;
+                }
+                if let Some(out) = stdout.as_mut() {
+                    out.write_all(&buf[..n]).await.map_err(io)?;
+                    out.flush().await.map_err(io)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn port_forward(

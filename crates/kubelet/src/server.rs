@@ -1,7 +1,8 @@
 //! The kubelet's HTTPS server (the API server's entry to the node): `/healthz`,
 //! `/pods`, `/containerLogs/{ns}/{pod}/{container}`, `/exec/{ns}/{pod}/{container}`
-//! (WebSocket `v5.channel.k8s.io`/`v4.channel.k8s.io`, or SPDY/3.1 with
-//! `v4`…`v1` of the channel protocol, see [`crate::remotecommand`]) and
+//! and `/attach/{ns}/{pod}[/{uid}]/{container}` (WebSocket `v5.channel.k8s.io` /
+//! `v4.channel.k8s.io`, or SPDY/3.1 with `v4`…`v1` of the channel protocol, see
+//! [`crate::remotecommand`]) and
 //! `/portForward/{ns}/{pod}` (SPDY/3.1 `portforward.k8s.io`, plain or tunnelled in a
 //! WebSocket as `SPDY/3.1+portforward.k8s.io`, see [`crate::portforward`]), with
 //! client-certificate authentication against `authentication.x509.clientCAFile`;
@@ -36,7 +37,7 @@ use crate::portforward::{
     PORT_FORWARD_PROTOCOL, Target, WEBSOCKET_CHANNEL_PROTOCOL, serve_port_forward,
     serve_websocket_channels,
 };
-use crate::remotecommand::{ExecOptions, SPDY_EXEC_PROTOCOLS, exec_status, serve_exec};
+use crate::remotecommand::{ExecOptions, SPDY_EXEC_PROTOCOLS, StreamAction, serve_exec};
 use crate::runtime::PodRuntime;
 use crate::runtime::{
     ContainerInfo, ContainerState, ExecInput, ExecOutput, ExecStreams, TerminalSize,
@@ -167,6 +168,14 @@ pub fn router(ctx: ServerContext) -> Router {
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach).post(attach),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{uid}/{container}",
+            get(attach_uid).post(attach_uid),
+        )
         .route(
             "/portForward/{namespace}/{pod}",
             get(port_forward).post(port_forward),
@@ -369,11 +378,24 @@ async fn find_container(
     container: &str,
     previous: bool,
 ) -> Result<ContainerInfo, Failure> {
+    find_container_of(ctx, namespace, pod, None, container, previous).await
+}
+
+/// [`find_container`] in the pod with uid `want_uid` when given.
+async fn find_container_of(
+    ctx: &ServerContext,
+    namespace: &str,
+    pod: &str,
+    want_uid: Option<&str>,
+    container: &str,
+    previous: bool,
+) -> Result<ContainerInfo, Failure> {
     let uid = ctx.pods.lock().ok().and_then(|m| {
         m.values()
             .find(|(p, _)| {
                 p.metadata.namespace.as_deref().unwrap_or("default") == namespace
                     && p.metadata.name.as_deref() == Some(pod)
+                    && want_uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u))
             })
             .and_then(|(p, _)| p.metadata.uid.clone())
     });
@@ -614,22 +636,6 @@ async fn exec(
     req: Request<Body>,
 ) -> Response {
     let q = query_pairs(&query);
-    let (mut parts, _body) = req.into_parts();
-    let spdy = is_spdy_upgrade(&parts.headers);
-    let ws = if spdy {
-        None
-    } else {
-        match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(ws) => Some(ws),
-            Err(_) => {
-                return failure_response(
-                    400,
-                    "BadRequest",
-                    "exec needs an upgrade: WebSocket with subprotocol v5.channel.k8s.io or v4.channel.k8s.io, or SPDY/3.1",
-                );
-            }
-        }
-    };
     let cmd: Vec<String> = q
         .iter()
         .filter(|(k, _)| k == "command")
@@ -642,6 +648,43 @@ async fn exec(
             "you must specify at least one command for the container",
         );
     }
+    let target = (namespace, pod, None, container);
+    streaming(ctx, target, q, StreamAction::Exec(cmd), req).await
+}
+
+async fn attach(
+    State(ctx): State<ServerContext>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: Request<Body>,
+) -> Response {
+    let target = (namespace, pod, None, container);
+    streaming(ctx, target, query_pairs(&query), StreamAction::Attach, req).await
+}
+
+async fn attach_uid(
+    State(ctx): State<ServerContext>,
+    UrlPath((namespace, pod, uid, container)): UrlPath<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: Request<Body>,
+) -> Response {
+    let target = (namespace, pod, Some(uid), container);
+    streaming(ctx, target, query_pairs(&query), StreamAction::Attach, req).await
+}
+
+/// `/exec` and `/attach`: check the request, find the running container, upgrade
+/// (SPDY/3.1 or WebSocket) and run `action` on the streams.
+async fn streaming(
+    ctx: ServerContext,
+    (namespace, pod, want_uid, container): (String, String, Option<String>, String),
+    q: Vec<(String, String)>,
+    action: StreamAction,
+    req: Request<Body>,
+) -> Response {
+    let what = match action {
+        StreamAction::Exec(_) => "exec",
+        StreamAction::Attach => "attach",
+    };
     let (stdin, stdout, stderr, tty) = (
         flag(&q, "stdin"),
         flag(&q, "stdout"),
@@ -655,7 +698,8 @@ async fn exec(
             "you must specify at least 1 of stdin, stdout, stderr",
         );
     }
-    let c = match find_container(&ctx, &namespace, &pod, &container, false).await {
+    let uid = want_uid.as_deref();
+    let c = match find_container_of(&ctx, &namespace, &pod, uid, &container, false).await {
         Ok(c) => c,
         Err(f) => return f.into_response(),
     };
@@ -666,6 +710,24 @@ async fn exec(
             &format!("container {container:?} in pod {pod:?} is not running"),
         );
     }
+    let (mut parts, _body) = req.into_parts();
+    let spdy = is_spdy_upgrade(&parts.headers);
+    let ws = if spdy {
+        None
+    } else {
+        match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => Some(ws),
+            Err(_) => {
+                return failure_response(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "{what} needs an upgrade: WebSocket with subprotocol v5.channel.k8s.io or v4.channel.k8s.io, or SPDY/3.1"
+                    ),
+                );
+            }
+        }
+    };
     let Some(ws) = ws else {
         let protocol = match negotiate(&parts.headers, &SPDY_EXEC_PROTOCOLS) {
             Ok(p) => p,
@@ -678,7 +740,7 @@ async fn exec(
             tty,
         };
         return spdy_upgrade(&mut parts, protocol, move |session| {
-            serve_exec(session, protocol, ctx.runtime, c.id, cmd, opts)
+            serve_exec(session, protocol, ctx.runtime, c.id, action, opts)
         });
     };
     let ws = ws.protocols(EXEC_PROTOCOLS);
@@ -686,7 +748,7 @@ async fn exec(
         run_exec(
             ctx.runtime,
             c.id,
-            cmd,
+            action,
             (stdin, stdout, stderr && !tty, tty),
             socket,
         )
@@ -722,7 +784,7 @@ fn forward_output(
 async fn run_exec(
     runtime: Arc<dyn PodRuntime>,
     id: String,
-    cmd: Vec<String>,
+    action: StreamAction,
     (want_in, want_out, want_err, tty): (bool, bool, bool, bool),
     socket: WebSocket,
 ) {
@@ -801,12 +863,12 @@ async fn run_exec(
         tty,
         resize,
     };
-    let result = runtime.exec_stream(&id, &cmd, streams).await;
+    let result = action.run(runtime.as_ref(), &id, streams).await;
     for f in forwarders {
         let _ = f.await;
     }
     reader.abort();
-    let status = exec_status(&cmd, &result);
+    let status = action.status(&result);
     let mut frame = vec![ERROR];
     frame.extend_from_slice(status.to_string().as_bytes());
     let _ = out_tx.send(Message::Binary(frame.into())).await;

@@ -250,6 +250,62 @@ async fn exec_over_websocket_streams_output_and_exit_code() {
 }
 
 #[tokio::test]
+async fn attach_over_websocket_streams_stdin_and_resizes() {
+    let n = start().await;
+    let out = common::exec_ws_frames(
+        n.addr,
+        n.client(),
+        "/attach/default/web/app?stdin=1&stdout=1&stderr=1&tty=1",
+        &[b"\x04{\"Width\":100,\"Height\":30}"],
+        b"typed\n",
+    )
+    .await;
+    assert_eq!(out.protocol, "v5.channel.k8s.io");
+    assert_eq!(out.stdout, "attached\ntyped\n");
+    assert_eq!(out.status.expect("status frame")["status"], "Success");
+    assert_eq!(
+        n.runtime.resizes(),
+        vec![kubelet::runtime::TerminalSize {
+            width: 100,
+            height: 30
+        }]
+    );
+    // The uid form, with the pod's uid and with another.
+    let out = common::exec_ws(
+        n.addr,
+        n.client(),
+        "/attach/default/web/uid-web/app?stdin=1&stdout=1",
+        b"x\n",
+    )
+    .await;
+    assert_eq!(out.stdout, "attached\nx\n");
+    let (code, body) = common::get(
+        n.addr,
+        n.client(),
+        "/attach/default/web/other-uid/app?stdout=1",
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+}
+
+#[tokio::test]
+async fn attach_refuses_missing_containers_and_plain_requests() {
+    let n = start().await;
+    let (code, body) = common::get(n.addr, n.client(), "/attach/default/web/app?stdout=1").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("needs an upgrade"), "{body}");
+    let (code, body) = common::get(n.addr, n.client(), "/attach/default/nope/app?stdout=1").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("pod default/nope not found"), "{body}");
+    let (code, body) = common::get(n.addr, n.client(), "/attach/default/web/app").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("at least 1 of stdin, stdout, stderr"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn exec_with_tty_passes_resizes_and_merges_stderr_away() {
     let n = start().await;
     let out = common::exec_ws_frames(

@@ -479,6 +479,31 @@ async fn exec_over_spdy_v4_streams_and_reports_the_exit_code() {
 }
 
 #[tokio::test]
+async fn attach_over_spdy_v4_streams_stdin_and_reports_success() {
+    let n = start().await;
+    let (head, io) = n
+        .upgrade(
+            "POST",
+            "/attach/default/web/app?stdin=1&stdout=1&stderr=1",
+            &["v4.channel.k8s.io"],
+        )
+        .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut c = Client::new(io);
+    let e = c.open(&[("streamType", "error")]).await;
+    let i = c.open(&[("streamType", "stdin")]).await;
+    let o = c.open(&[("streamType", "stdout")]).await;
+    let r = c.open(&[("streamType", "stderr")]).await;
+    c.data(i, b"typed input\n", true).await;
+    let (got, _) = c.collect(&[e, o, r]).await;
+    let text =
+        |id| String::from_utf8_lossy(got.get(&id).map(Vec::as_slice).unwrap_or(b"")).into_owned();
+    assert_eq!(text(o), "attached\ntyped input\n");
+    let status: serde_json::Value = serde_json::from_str(&text(e)).expect("status json");
+    assert_eq!(status["status"], "Success");
+}
+
+#[tokio::test]
 async fn exec_over_spdy_v2_reports_only_failures_as_text() {
     let n = start().await;
     let (head, io) = n

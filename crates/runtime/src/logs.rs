@@ -200,7 +200,17 @@ impl LogWriter {
 }
 
 /// Copy `input` into the log line by line until EOF (run on its own thread per stream).
-pub fn pump(mut input: impl Read, stream: Stream, log: Arc<Mutex<LogWriter>>) {
+pub fn pump(input: impl Read, stream: Stream, log: Arc<Mutex<LogWriter>>) {
+    pump_tee(input, stream, log, |_| {});
+}
+
+/// [`pump`], also handing every chunk read, as read, to `tap` (attached clients).
+pub fn pump_tee(
+    mut input: impl Read,
+    stream: Stream,
+    log: Arc<Mutex<LogWriter>>,
+    mut tap: impl FnMut(&[u8]),
+) {
     let mut buf = vec![0u8; 32 * 1024];
     let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
     let emit = |content: &[u8], partial: bool| {
@@ -216,6 +226,7 @@ pub fn pump(mut input: impl Read, stream: Stream, log: Arc<Mutex<LogWriter>>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        tap(&buf[..n]);
         for chunk in buf[..n].split_inclusive(|b| *b == b'\n') {
             if let Some(body) = chunk.strip_suffix(b"\n") {
                 line.extend_from_slice(body);

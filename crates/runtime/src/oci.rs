@@ -195,7 +195,14 @@ pub fn build(spec: &ContainerSpec, ctx: &BundleContext) -> Result<Spec, SpecErro
     let process = ProcessBuilder::default()
         .terminal(false)
         .args(args)
-        .env(spec.process_env())
+        .env({
+            // As containerd's WithTTY: a terminal without TERM gets xterm.
+            let mut env = spec.process_env();
+            if spec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+                env.push("TERM=xterm".into());
+            }
+            env
+        })
         .cwd(spec.process_cwd())
         .user(user)
         .capabilities(linux_caps)

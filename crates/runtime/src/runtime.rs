@@ -15,6 +15,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::attach::{AttachConn, AttachOptions};
 use crate::cgroup::{CgroupError, Cgroups};
 use crate::oci::{self, BundleContext, Ns};
 use crate::spec::{ContainerInfo, ContainerSpec, ContainerState, Rootfs, SandboxInfo, SandboxSpec};
@@ -197,6 +198,9 @@ pub trait ContainerRuntime: Send + Sync {
         stdout: Stdio,
         stderr: Stdio,
     ) -> Result<i32>;
+    /// Attach to a running container's stdio (see [`crate::attach`]): its output from
+    /// now on, and its stdin if it has one.
+    fn attach(&self, id: &str, opts: AttachOptions) -> Result<AttachConn>;
     /// The container's CRI log file.
     fn log_path(&self, id: &str) -> Result<PathBuf>;
     /// CPU and memory usage.
@@ -1066,6 +1070,24 @@ impl ContainerRuntime for Runtime {
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    fn attach(&self, id: &str, opts: AttachOptions) -> Result<AttachConn> {
+        let info = self.status(id)?;
+        if info.state != ContainerState::Running {
+            return Err(Error::NotRunning(id.into()));
+        }
+        let dir = self.dir(id);
+        crate::attach::connect(&dir, opts).map_err(|source| {
+            if dir.join("exit.json").exists() {
+                Error::NotRunning(id.into())
+            } else {
+                Error::Io {
+                    what: format!("attach to container {id}"),
+                    source,
+                }
+            }
+        })
     }
 
     fn log_path(&self, id: &str) -> Result<PathBuf> {

@@ -5,7 +5,10 @@
 //!   [`crate::init`] or `runc run --detach` of the same bundle), writes `pid.json`, answers
 //!   `ok <pid>` on stdout, pumps the container's stdout/stderr into the CRI log, waits for
 //!   the init and writes `exit.json` (exit code, signal, OOM kill, finish time). The runtime
-//!   can die and restart meanwhile; the container and its shim keep running.
+//!   can die and restart meanwhile; the container and its shim keep running. With `stdin`
+//!   the shim holds the write end of the container's stdin pipe (with `tty`, the master of
+//!   its pty, whose output is the stdout stream) and serves `attach.sock`
+//!   ([`crate::attach`]): input to the container, output to every attached client.
 //! - `shim exec <container-dir> [--tty] -- CMD…`: joins the container's namespaces and
 //!   cgroup, runs CMD with the container's credentials and returns its exit code.
 //! - `shim sandbox <sandbox-dir>`: creates a pod's namespaces and pins them with bind
@@ -29,8 +32,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, sethostname};
 use oci_spec::runtime::Spec;
 
+use crate::attach::{self, AttachOptions};
 use crate::cgroup::Cgroups;
-use crate::logs::{LogWriter, Stream, pump};
+use crate::logs::{LogWriter, Stream, pump_tee};
+use crate::spec::ContainerSpec;
 use crate::spec::SandboxInfo;
 use crate::state::{self, Exited, ProcId, Record, Started};
 
@@ -172,19 +177,26 @@ fn start(dir: &Path) -> Result<(), ShimError> {
         record.log_max_size,
         record.log_max_files,
     )?));
-    let (out_r, out_w) = sys(|| "pipe".into(), pipe2(OFlag::O_CLOEXEC))?;
-    let (err_r, err_w) = sys(|| "pipe".into(), pipe2(OFlag::O_CLOEXEC))?;
-    let init_pid = if record.handler.is_empty() {
-        start_builtin(
-            dir,
-            &spec,
-            &cgroups.procs_files(&record.cgroup),
-            out_w,
-            err_w,
-        )?
+    let builtin = record.handler.is_empty();
+    let (child_io, held) = container_io(&record.spec, builtin)?;
+    let init_pid = if builtin {
+        start_builtin(dir, &spec, &cgroups.procs_files(&record.cgroup), child_io)?
     } else {
-        start_oci(dir, &record, out_w, err_w)?
+        start_oci(dir, &record, child_io)?
     };
+    let hub = Arc::new(Hub::new(held.stdin, held.master, &record.spec));
+    // Bound before the runtime hears `ok`, so an attach right after start finds it.
+    let listener = fio(|| "bind attach socket".into(), crate::attach::bind(dir))?;
+    {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let hub = hub.clone();
+                std::thread::spawn(move || serve_client(hub, conn));
+            }
+        });
+    }
     let me = ProcId::of(std::process::id() as i32)
         .ok_or_else(|| ShimError::Oci("cannot read own /proc stat".into()))?;
     let init = ProcId::of(init_pid.as_raw()).unwrap_or(ProcId {
@@ -209,11 +221,13 @@ fn start(dir: &Path) -> Result<(), ShimError> {
         libc::dup2(null.as_raw_fd(), 1);
     }
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    for (r, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+    let pumps = held.outputs.len();
+    for (r, stream) in held.outputs {
         let log = log.clone();
         let done = done_tx.clone();
+        let hub = hub.clone();
         std::thread::spawn(move || {
-            pump(fs::File::from(r), stream, log);
+            pump_tee(r, stream, log, |chunk| hub.broadcast(stream, chunk));
             let _ = done.send(());
         });
     }
@@ -232,10 +246,13 @@ fn start(dir: &Path) -> Result<(), ShimError> {
     // sees exit.json also sees the last log lines. Bounded: a leftover process could hold
     // the pipes open.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    for _ in 0..2 {
+    for _ in 0..pumps {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let _ = done_rx.recv_timeout(left);
     }
+    // Attached clients get the rest of the output, then the end of their connection.
+    let _ = fs::remove_file(dir.join(crate::attach::SOCKET));
+    hub.close(Duration::from_secs(2));
     let oom = cgroups.oom_kills(&record.cgroup) > 0;
     let mut exited = if code.is_none() && signal.is_none() {
         let mut e = Exited::from_status(Some(255), None, oom);
@@ -253,8 +270,7 @@ fn start_builtin(
     dir: &Path,
     spec: &Spec,
     procs: &[PathBuf],
-    out_w: OwnedFd,
-    err_w: OwnedFd,
+    io: ChildIo,
 ) -> Result<Pid, ShimError> {
     // Entering a PID namespace changes only where our *children* go; threads cannot be
     // created meanwhile (clone(CLONE_THREAD) fails with EINVAL), so switch back after the
@@ -283,10 +299,19 @@ fn start_builtin(
     match sys(|| "fork container init".into(), unsafe { fork() })? {
         ForkResult::Child => {
             drop(sync_r);
+            let stdin = io
+                .stdin
+                .as_ref()
+                .map_or(null.as_raw_fd(), |f| f.as_raw_fd());
             unsafe {
-                libc::dup2(null.as_raw_fd(), 0);
-                libc::dup2(out_w.as_raw_fd(), 1);
-                libc::dup2(err_w.as_raw_fd(), 2);
+                libc::dup2(stdin, 0);
+                libc::dup2(io.stdout.as_raw_fd(), 1);
+                libc::dup2(io.stderr.as_raw_fd(), 2);
+                if io.tty {
+                    // The terminal becomes the controlling terminal of a new session.
+                    libc::setsid();
+                    libc::ioctl(0, libc::TIOCSCTTY as _, 0);
+                }
             }
             let msg = match crate::init::run(dir, spec, procs) {
                 Err(e) => e.to_string(),
@@ -302,8 +327,9 @@ fn start_builtin(
                 setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID),
             )?;
             drop(sync_w);
-            drop(out_w);
-            drop(err_w);
+            // The container's ends: only the container may hold them (a pty's output
+            // ends with EIO once the last holder of its terminal side is gone).
+            drop(io);
             let mut msg = String::new();
             let _ = fs::File::from(sync_r).read_to_string(&mut msg);
             if !msg.is_empty() {
@@ -315,12 +341,7 @@ fn start_builtin(
     }
 }
 
-fn start_oci(
-    dir: &Path,
-    record: &Record,
-    out_w: OwnedFd,
-    err_w: OwnedFd,
-) -> Result<Pid, ShimError> {
+fn start_oci(dir: &Path, record: &Record, io: ChildIo) -> Result<Pid, ShimError> {
     let pid_file = dir.join("init.pid");
     let root = record
         .oci_root
@@ -338,9 +359,9 @@ fn start_oci(
         .arg("--bundle")
         .arg(dir)
         .arg(&record.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
+        .stdin(io.stdin.map_or_else(Stdio::null, Stdio::from))
+        .stdout(Stdio::from(io.stdout))
+        .stderr(Stdio::from(io.stderr))
         .status();
     let status = fio(|| format!("run {}", record.handler), status)?;
     if !status.success() {
@@ -476,6 +497,288 @@ fn exec(dir: &Path, tty: bool, cmd: &[String]) -> Result<i32, ShimError> {
             }
         }
     }
+}
+
+/// The container's ends of its stdio.
+struct ChildIo {
+    /// `None`: `/dev/null`.
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    /// The three are one terminal, to become the controlling terminal.
+    tty: bool,
+}
+
+/// The shim's ends of the container's stdio.
+struct HeldIo {
+    /// Where attached input goes (pipe or pty master); `None` without `stdin`.
+    stdin: Option<fs::File>,
+    /// The pty master, for resizes.
+    master: Option<fs::File>,
+    /// Output to log and broadcast.
+    outputs: Vec<(fs::File, Stream)>,
+}
+
+fn container_io(spec: &ContainerSpec, builtin: bool) -> Result<(ChildIo, HeldIo), ShimError> {
+    let pipe = || -> Result<(fs::File, fs::File), ShimError> {
+        let (r, w) = sys(|| "pipe".into(), pipe2(OFlag::O_CLOEXEC))?;
+        Ok((fs::File::from(r), fs::File::from(w)))
+    };
+    let dup = |f: &fs::File| fio(|| "dup".into(), f.try_clone());
+    if spec.tty && builtin {
+        let pty = sys(|| "openpty".into(), nix::pty::openpty(None, None))?;
+        for fd in [&pty.master, &pty.slave] {
+            sys(
+                || "set close-on-exec".into(),
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                ),
+            )?;
+        }
+        let (master, slave) = (fs::File::from(pty.master), fs::File::from(pty.slave));
+        let child = ChildIo {
+            stdin: Some(dup(&slave)?.into()),
+            stdout: dup(&slave)?.into(),
+            stderr: slave.into(),
+            tty: true,
+        };
+        let held = HeldIo {
+            stdin: if spec.stdin {
+                Some(dup(&master)?)
+            } else {
+                None
+            },
+            outputs: vec![(dup(&master)?, Stream::Stdout)],
+            master: Some(master),
+        };
+        return Ok((child, held));
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (child_in, held_in) = if spec.stdin {
+        let (r, w) = pipe()?;
+        (Some(r.into()), Some(w))
+    } else {
+        (None, None)
+    };
+    Ok((
+        ChildIo {
+            stdin: child_in,
+            stdout: out_w.into(),
+            stderr: err_w.into(),
+            tty: false,
+        },
+        HeldIo {
+            stdin: held_in,
+            master: None,
+            outputs: vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+        },
+    ))
+}
+
+/// Frames queued for one attached client before it counts as stuck and is dropped.
+const CLIENT_QUEUE: usize = 1024;
+
+struct Client {
+    id: u64,
+    opts: AttachOptions,
+    tx: mpsc::SyncSender<Vec<u8>>,
+    /// To cut off a client that does not keep up.
+    conn: std::os::unix::net::UnixStream,
+}
+
+#[derive(Default)]
+struct Clients {
+    list: Vec<Client>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+    closed: bool,
+    next: u64,
+}
+
+/// The attached clients of one container and its stdin.
+struct Hub {
+    clients: Mutex<Clients>,
+    stdin: Mutex<Option<fs::File>>,
+    master: Option<fs::File>,
+    has_stdin: bool,
+    stdin_once: bool,
+    tty: bool,
+}
+
+impl Hub {
+    fn new(stdin: Option<fs::File>, master: Option<fs::File>, spec: &ContainerSpec) -> Hub {
+        Hub {
+            clients: Mutex::default(),
+            has_stdin: stdin.is_some(),
+            stdin: Mutex::new(stdin),
+            tty: master.is_some(),
+            master,
+            stdin_once: spec.stdin_once,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clients> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add a client; `None` once the container has exited.
+    fn register(
+        &self,
+        opts: AttachOptions,
+        tx: mpsc::SyncSender<Vec<u8>>,
+        conn: std::os::unix::net::UnixStream,
+        writer: std::thread::JoinHandle<()>,
+    ) -> Option<u64> {
+        let mut c = self.lock();
+        c.writers.retain(|w| !w.is_finished());
+        c.writers.push(writer);
+        if c.closed {
+            return None;
+        }
+        c.next += 1;
+        let id = c.next;
+        c.list.push(Client { id, opts, tx, conn });
+        Some(id)
+    }
+
+    /// Detach a client: its connection ends once its queue is written.
+    fn remove(&self, id: u64) {
+        self.lock().list.retain(|c| c.id != id);
+    }
+
+    fn broadcast(&self, stream: Stream, chunk: &[u8]) {
+        let kind = match stream {
+            Stream::Stdout => attach::STDOUT,
+            Stream::Stderr => attach::STDERR,
+        };
+        let mut c = self.lock();
+        if c.list.is_empty() {
+            return;
+        }
+        let frame = attach::encode(kind, chunk);
+        c.list.retain(|cl| {
+            let wants = if kind == attach::STDOUT {
+                cl.opts.stdout
+            } else {
+                cl.opts.stderr
+            };
+            if !wants {
+                return true;
+            }
+            match cl.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::TrySendError::Full(_)) => {
+                    eprintln!("attach: client {} does not keep up; detached", cl.id);
+                    let _ = cl.conn.shutdown(std::net::Shutdown::Both);
+                    false
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => false,
+            }
+        });
+    }
+
+    fn write_stdin(&self, data: &[u8]) {
+        let mut s = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = s.as_mut()
+            && f.write_all(data).is_err()
+        {
+            // The container closed its stdin.
+            *s = None;
+        }
+    }
+
+    /// A client's input ended: with `stdinOnce` (and no terminal) the container's stdin
+    /// is closed; otherwise the client detaches (as containerd). True if it detached.
+    fn stdin_ended(&self, id: u64) -> bool {
+        if self.stdin_once && !self.tty {
+            *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            false
+        } else {
+            self.remove(id);
+            true
+        }
+    }
+
+    fn resize(&self, width: u16, height: u16) {
+        if let Some(m) = &self.master {
+            let ws = libc::winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+            unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        }
+    }
+
+    /// The container is gone and its output drained: end every connection once its
+    /// queue is written (waiting up to `grace` for that).
+    fn close(&self, grace: Duration) {
+        let writers = {
+            let mut c = self.lock();
+            c.closed = true;
+            c.list.clear();
+            std::mem::take(&mut c.writers)
+        };
+        let deadline = std::time::Instant::now() + grace;
+        for w in writers {
+            while !w.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// One attached client: HELLO, then input frames until it hangs up; output goes out
+/// through a writer thread fed by [`Hub::broadcast`].
+fn serve_client(hub: Arc<Hub>, mut conn: std::os::unix::net::UnixStream) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let opts = match attach::read_frame(&mut conn) {
+        Ok(Some((attach::HELLO, p))) if p.len() == 1 => AttachOptions::from_byte(p[0]),
+        _ => return,
+    };
+    let _ = conn.set_read_timeout(None);
+    let (Ok(mut out), Ok(cut)) = (conn.try_clone(), conn.try_clone()) else {
+        return;
+    };
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(CLIENT_QUEUE);
+    let writer = std::thread::spawn(move || {
+        for frame in rx {
+            if out.write_all(&frame).is_err() {
+                break;
+            }
+        }
+        let _ = out.shutdown(std::net::Shutdown::Write);
+    });
+    let Some(id) = hub.register(opts, tx, cut, writer) else {
+        return;
+    };
+    // Input to a container without stdin is ignored, its end included.
+    let mut stdin_open = opts.stdin && hub.has_stdin;
+    loop {
+        match attach::read_frame(&mut conn) {
+            Ok(Some((attach::STDIN, data))) if stdin_open => hub.write_stdin(&data),
+            Ok(Some((attach::CLOSE_STDIN, _))) if stdin_open => {
+                stdin_open = false;
+                if hub.stdin_ended(id) {
+                    return;
+                }
+            }
+            Ok(Some((attach::RESIZE, p))) => {
+                if let Some((w, h)) = attach::parse_resize(&p) {
+                    hub.resize(w, h);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if stdin_open {
+        hub.stdin_ended(id);
+    }
+    hub.remove(id);
 }
 
 /// Pinned namespace files of a sandbox directory.

@@ -251,6 +251,18 @@ pub struct ContainerSpec {
     /// Seccomp profile (`None`: unconfined, the Kubernetes default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<crate::seccomp::Seccomp>,
+    /// Keep a stdin open for attaching clients (pod spec `stdin`); otherwise the
+    /// container's stdin is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close the container's stdin once the first client that attached it detaches
+    /// (`stdinOnce`; without a terminal, as containerd).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Give the container a terminal (pod spec `tty`): its stdin, stdout and stderr are
+    /// one pty, whose output is logged as stdout. Built-in runtime only.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl ContainerSpec {

@@ -4,7 +4,9 @@
 //! - `config.json` + `rootfs/` — the OCI bundle (run by the built-in runtime or runc);
 //! - `pid.json` — written by the shim once the container runs ([`Started`]);
 //! - `exit.json` — written by the shim when the init process is gone ([`Exited`]);
-//! - `shim.log` — the shim's own diagnostics.
+//! - `shim.log` — the shim's own diagnostics;
+//! - `attach.sock` — the shim's attach endpoint while the container runs
+//!   ([`crate::attach`]).
 //!
 //! Each file has one writer and is replaced atomically (write to a temp file, rename).
 

@@ -7,9 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use runtime::attach::{STDERR, STDOUT};
 use runtime::{
-    Config, ContainerRuntime, ContainerSpec, ContainerState, ExecRequest, OciRuntimeBinary,
-    Resources, Rootfs, Runtime, SandboxSpec,
+    AttachConn, AttachOptions, Config, ContainerRuntime, ContainerSpec, ContainerState,
+    ExecRequest, OciRuntimeBinary, Resources, Rootfs, Runtime, SandboxSpec,
 };
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -36,8 +37,8 @@ struct Env {
 
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "echo", "hostname", "true", "ps", "wget", "httpd", "yes", "head",
-    "readlink", "ls", "tail", "grep", "test", "id", "touch", "wc", "seq", "tty", "tr", "unshare",
-    "mkdir",
+    "readlink", "ls", "tail", "grep", "test", "id", "touch", "wc", "seq", "tty", "tr", "stty",
+    "unshare", "mkdir",
 ];
 
 fn busybox_image(root: &Path) {
@@ -835,4 +836,259 @@ fn bench_lifecycle() {
         .find(|l| l.starts_with("VmRSS"))
         .unwrap_or("");
     eprintln!("shim {rss}");
+}
+
+/// An attached client: a thread reads its output frames into a channel.
+struct Attached {
+    conn: AttachConn,
+    rx: std::sync::mpsc::Receiver<Option<(u8, Vec<u8>)>>,
+    out: String,
+    err: String,
+    ended: bool,
+}
+
+const ALL: AttachOptions = AttachOptions {
+    stdin: true,
+    stdout: true,
+    stderr: true,
+};
+
+impl Attached {
+    fn new(rt: &Runtime, id: &str, opts: AttachOptions) -> Attached {
+        let conn = rt.attach(id, opts).unwrap();
+        let mut reader = conn.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                match reader.read_output() {
+                    Ok(Some(f)) => {
+                        if tx.send(Some(f)).is_err() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                }
+            }
+        });
+        Attached {
+            conn,
+            rx,
+            out: String::new(),
+            err: String::new(),
+            ended: false,
+        }
+    }
+
+    /// Collect output until `done(self)` holds or the connection ends (bounded by `T`).
+    fn until(&mut self, what: &str, done: impl Fn(&Attached) -> bool) {
+        let deadline = Instant::now() + T;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Some((k, b))) => {
+                    let text = String::from_utf8_lossy(&b).into_owned();
+                    match k {
+                        STDOUT => self.out.push_str(&text),
+                        STDERR => self.err.push_str(&text),
+                        _ => panic!("unexpected frame kind {k}"),
+                    }
+                }
+                Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.ended = true;
+                    assert!(done(self), "connection ended before {what}: {self:?}");
+                    return;
+                }
+                Err(_) => panic!("timed out waiting for {what}: {self:?}"),
+            }
+        }
+    }
+
+    fn wait_for(&mut self, needle: &str) {
+        self.until(needle, |a| a.out.contains(needle));
+    }
+
+    fn wait_end(&mut self) {
+        self.until("the end of the connection", |a| a.ended);
+    }
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stdout {:?}, stderr {:?}, ended {}",
+            self.out, self.err, self.ended
+        )
+    }
+}
+
+#[test]
+fn attach_feeds_stdin_and_streams_output_to_every_client() {
+    need_root!();
+    let env = Env::new("attach");
+    let mut spec = env.spec(
+        "echo started; read x; echo got:$x; echo oops >&2; read y; echo again:$y; exec sleep 30",
+    );
+    spec.stdin = true;
+    let id = env.run(&spec);
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.conn.send_stdin(b"hello\n").unwrap();
+    a.wait_for("got:hello");
+    a.until("stderr", |a| a.err.contains("oops"));
+    // Output from before the attach is only in the log.
+    assert!(!a.out.contains("started"), "{a:?}");
+    // A second client, through a runtime opened afresh on the same data dir (as a
+    // restarted kubelet): both see the output; this one wants no stderr.
+    let rt2 = Runtime::new(config(&env.dir.join("data"))).unwrap();
+    let mut b = Attached::new(
+        &rt2,
+        &id,
+        AttachOptions {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        },
+    );
+    b.conn.send_stdin(b"world\n").unwrap();
+    b.wait_for("again:world");
+    a.wait_for("again:world");
+    assert!(b.err.is_empty(), "{b:?}");
+    // Without stdinOnce, a client whose input ends detaches; the container runs on.
+    b.conn.close_stdin().unwrap();
+    b.wait_end();
+    assert_eq!(env.rt.status(&id).unwrap().state, ContainerState::Running);
+    // Stopping the container ends the remaining connection.
+    env.rt.stop(&id, Duration::ZERO).unwrap();
+    a.wait_end();
+    let log = env.stdout(&id);
+    assert!(
+        log.contains("started\n") && log.contains("got:hello\n"),
+        "{log}"
+    );
+    // Attaching to a stopped container is refused.
+    assert!(matches!(
+        env.rt.attach(&id, ALL),
+        Err(runtime::Error::NotRunning(_))
+    ));
+}
+
+#[test]
+fn attach_stdin_once_closes_stdin_when_the_client_is_done() {
+    need_root!();
+    let env = Env::new("attach-once");
+    let mut spec = env.spec("cat; echo cat-ended-$?");
+    spec.stdin = true;
+    spec.stdin_once = true;
+    let id = env.run(&spec);
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.conn.send_stdin(b"line-1\n").unwrap();
+    a.wait_for("line-1");
+    a.conn.close_stdin().unwrap();
+    // cat sees EOF; the client stays attached and gets the rest, then the end.
+    a.wait_for("cat-ended-0");
+    a.wait_end();
+    let info = env.rt.wait(&id, T).unwrap();
+    assert_eq!(info.exit_code, Some(0), "{info:?}");
+
+    // A client that hangs up without closing its input counts as done too.
+    let id = env.run(&spec);
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.conn.send_stdin(b"line-2\n").unwrap();
+    a.wait_for("line-2");
+    // (Both directions: the reader thread holds a second handle on the socket.)
+    a.conn
+        .into_stream()
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    let info = env.rt.wait(&id, T).unwrap();
+    assert_eq!(info.exit_code, Some(0), "{info:?}");
+    assert!(env.stdout(&id).contains("cat-ended-0"));
+}
+
+#[test]
+fn attach_without_stdin_streams_output_and_ignores_input() {
+    need_root!();
+    let env = Env::new("attach-nostdin");
+    let spec = env
+        .spec("read x; echo read-$?; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.1; done");
+    let id = env.run(&spec);
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.conn.send_stdin(b"ignored\n").unwrap();
+    a.wait_for("tick-");
+    // stdin is /dev/null: `read` saw EOF at once, the input went nowhere.
+    assert!(env.stdout(&id).contains("read-1"));
+    assert!(!a.out.contains("ignored"), "{a:?}");
+    a.conn.close_stdin().unwrap();
+    let n = a.out.matches("tick-").count();
+    a.until("more ticks", |a| a.out.matches("tick-").count() > n + 2);
+}
+
+#[test]
+fn attach_with_a_tty_echoes_and_resizes() {
+    need_root!();
+    let env = Env::new("attach-tty");
+    let mut spec = env.spec(
+        "read x; stty size; test -t 0 && test -t 1 && echo is-a-tty; echo TERM=$TERM; echo got-$x",
+    );
+    spec.stdin = true;
+    spec.stdin_once = true;
+    spec.tty = true;
+    let id = env.run(&spec);
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.conn.resize(123, 45).unwrap();
+    a.conn.send_stdin(b"hi\n").unwrap();
+    a.wait_for("got-hi");
+    // The terminal echoes the input, applies the size, turns \n into \r\n.
+    assert!(a.out.contains("hi\r\n"), "{a:?}");
+    assert!(a.out.contains("45 123\r\n"), "{a:?}");
+    assert!(a.out.contains("is-a-tty"), "{a:?}");
+    assert!(a.out.contains("TERM=xterm"), "{a:?}");
+    assert!(a.err.is_empty(), "{a:?}");
+    a.wait_end();
+    let info = env.rt.wait(&id, T).unwrap();
+    assert_eq!(info.exit_code, Some(0), "{info:?}");
+    // The terminal's output is the stdout stream of the log.
+    assert!(env.stdout(&id).contains("got-hi"));
+}
+
+#[test]
+fn attach_cuts_off_a_client_that_does_not_read() {
+    need_root!();
+    let env = Env::new("attach-slow");
+    // Long lines: the log pump is not the bottleneck.
+    let id = env.run(&env.spec("exec yes $(head -c 16000 /dev/zero | tr '\\0' y)"));
+    let conn = env.rt.attach(&id, ALL).unwrap();
+    let shim_log = env.dir.join("data/containers").join(&id).join("shim.log");
+    let deadline = Instant::now() + T;
+    while !fs::read_to_string(&shim_log)
+        .unwrap_or_default()
+        .contains("does not keep up")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stuck client was never cut off"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What was queued in the socket, then the end (maybe mid-frame), while the
+    // container runs on.
+    let mut s = conn.into_stream();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut frames = 0;
+    loop {
+        match runtime::attach::read_frame(&mut s) {
+            Ok(Some(_)) => frames += 1,
+            Ok(None) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("the connection did not end: {e} after {frames} frames"),
+        }
+    }
+    assert!(frames > 0);
+    assert_eq!(env.rt.status(&id).unwrap().state, ContainerState::Running);
+    // A new client is served.
+    let mut a = Attached::new(&env.rt, &id, ALL);
+    a.wait_for("yyy\nyyy");
 }
