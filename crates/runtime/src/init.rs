@@ -567,6 +567,7 @@ pub fn exec_process(
     if no_new_privs {
         install(&filters)?;
     }
+    reset_signals();
     let c = |s: &str| CString::new(s).map_err(|_| InitError::Invalid(format!("NUL byte in {s:?}")));
     let argv_c = argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let env_c = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
@@ -577,6 +578,23 @@ pub fn exec_process(
         what: format!("exec {program}"),
         source: e,
     })
+}
+
+/// Gives the container's process default signal dispositions and an empty signal mask,
+/// as runc and containerd do: an ignored disposition survives exec, and the shim is a
+/// Rust program, which ignores SIGPIPE (a container's `yes | head` must end by SIGPIPE,
+/// not by an EPIPE error).
+fn reset_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    // Real-time signals too, which nix's `Signal` does not list: plain libc.
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler; nothing else runs in this process.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 fn find_program(program: &str, env: &[String]) -> Option<PathBuf> {

@@ -175,6 +175,21 @@ fn container_is_isolated() {
     assert_eq!(lines[6], "box1");
     assert_eq!(lines[7], "0");
     assert!(info.started_at.is_some() && info.finished_at.is_some());
+    // The container's process starts with default signal dispositions: the shim is a
+    // Rust program, which ignores SIGPIPE, and an ignored signal survives exec.
+    let mut spec = env.spec("");
+    spec.command = vec![
+        "/bin/grep".into(),
+        "SigIgn".into(),
+        "/proc/self/status".into(),
+    ];
+    let id = env.run(&spec);
+    env.rt.wait(&id, T).unwrap();
+    let out = env.stdout(&id);
+    let mask = u64::from_str_radix(out.trim().trim_start_matches("SigIgn:").trim(), 16)
+        .unwrap_or_else(|_| panic!("{out}"));
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(mask & sigpipe, 0, "SIGPIPE ignored in the container: {out}");
 }
 
 #[test]
