@@ -21,6 +21,7 @@ machines under `flock /tmp/node-e2e.lock`). Usage: see scripts/bench-node.sh.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import base64
 import concurrent.futures
 import json
@@ -196,17 +197,24 @@ class RunningWatch:
         self.running: dict[str, float] = {}
         self.cond = threading.Condition()
         self.session = c.session()
-        self.resp = self.session.get(
-            f"{c.url}/api/v1/namespaces/{NS}/pods",
-            params={"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "false"},
-            stream=True, timeout=(10, None))
-        self.resp.raise_for_status()
+        self.url = f"{c.url}/api/v1/namespaces/{NS}/pods"
+        self.rv = rv
+        self.resp = None
+        self.error: str | None = None
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
     def _pump(self) -> None:
         buf = b""
         try:
+            # Connected here, not in the caller: the server may send the response head
+            # only with the first event. From `rv` on, no event is missed either way.
+            self.resp = self.session.get(
+                self.url, params={"watch": "1", "resourceVersion": self.rv},
+                stream=True, timeout=(10, None))
+            if self.resp.status_code != 200:
+                self.error = f"watch: {self.resp.status_code} {self.resp.text[:200]}"
+                return
             # chunk_size=None: hand over each chunk as it arrives (no 512-byte batching).
             for chunk in self.resp.iter_content(chunk_size=None):
                 now = time.monotonic()
@@ -222,14 +230,17 @@ class RunningWatch:
                         with self.cond:
                             self.running.setdefault(name, now)
                             self.cond.notify_all()
-        except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError):
-            pass
+        except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError,
+                AttributeError) as e:
+            self.error = f"watch: {e!r}"
 
     def wait(self, names, timeout: float) -> dict[str, float]:
         deadline = time.monotonic() + timeout
         with self.cond:
             while not all(n in self.running for n in names):
                 left = deadline - time.monotonic()
+                if self.error:
+                    raise SystemExit(self.error)
                 if left <= 0:
                     missing = [n for n in names if n not in self.running]
                     raise SystemExit(f"{len(missing)} pods not Running within {timeout}s: "
@@ -238,8 +249,20 @@ class RunningWatch:
             return {n: self.running[n] for n in names}
 
     def close(self) -> None:
-        self.resp.close()
-        self.session.close()
+        # Closing the response under the reading thread would block on the reader's
+        # buffer lock: shut the socket down, let the thread end, then close.
+        conn = getattr(self.resp.raw, "connection", None) if self.resp is not None else None
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            if self.resp is not None:
+                self.resp.close()
+            self.session.close()
 
 
 def create_pod(c: Cluster, s: requests.Session, pod: dict) -> float:
@@ -377,7 +400,7 @@ while true; do
   while [ ! -e /tmp/go ]; do sleep 0.05; done
   rm -f /tmp/go; i=$((i+1))
   yes %s | head -c %d
-  echo END-$i
+  echo; echo END-$i
 done
 """
 
@@ -415,19 +438,31 @@ def logs_throughput(c: Cluster, size: int, runs: int) -> dict:
         raise SystemExit(f"log stream ended or timed out before {marker!r} ({got} bytes)")
 
     results: dict[str, list[tuple[float, int]]] = {"api": [], "kubelet": [], "file": []}
+    stalled: dict[str, int] = {}
     for _ in range(runs):
         for how in ("api", "kubelet"):
+            if how in stalled:
+                continue
             run_no += 1
             marker = f"END-{run_no}\n".encode()
             if how == "api":
                 p = c.kubectl_popen("logs", "-f", "--tail=0", "-n", NS, "logger")
+                watchdog = threading.Timer(120, p.kill)  # a stalled stream ends the run
+                watchdog.start()
                 # Wait until the stream is established (kubectl has connected).
                 time.sleep(1.0)
                 trigger()
                 stream = iter(lambda: p.stdout.read1(1 << 20), b"")
-                got, first, end = consume(stream, marker, 300)
-                p.kill()
-                p.wait()
+                try:
+                    got, first, end = consume(stream, marker, 120)
+                except SystemExit as e:
+                    log(f"  kubectl logs -f: {e}")
+                    stalled[how] = int(str(e).rsplit("(", 1)[-1].split()[0])
+                    continue
+                finally:
+                    watchdog.cancel()
+                    p.kill()
+                    p.wait()
             else:
                 ks = requests.Session()
                 ks.trust_env = False
@@ -435,12 +470,18 @@ def logs_throughput(c: Cluster, size: int, runs: int) -> dict:
                 ks.cert = c.cert
                 r = ks.get(f"https://127.0.0.1:10250/containerLogs/{NS}/logger/main",
                            params={"follow": "true", "tailLines": "0"}, stream=True,
-                           timeout=(10, 300))
+                           timeout=(10, 60))
                 r.raise_for_status()
                 time.sleep(1.0)
                 trigger()
-                got, first, end = consume(r.iter_content(chunk_size=None), marker, 300)
-                r.close()
+                try:
+                    got, first, end = consume(r.iter_content(chunk_size=None), marker, 120)
+                except (SystemExit, requests.RequestException) as e:
+                    log(f"  kubelet /containerLogs: {e!r}")
+                    stalled[how] = -1
+                    continue
+                finally:
+                    r.close()
             results[how].append((got / MB / (end - first), got))
     # The rate the log file was written: CRI timestamps of the first and last entry of
     # the last run (the shim stamps each line as it reads it from the container).
@@ -462,7 +503,10 @@ def logs_throughput(c: Cluster, size: int, runs: int) -> dict:
             if span > 0:
                 # Only the part of the run still in the live file (rotation drops the rest).
                 results["file"].append((nbytes / MB / span, nbytes))
-    return {k: v for k, v in results.items() if v}
+    out: dict = {k: v for k, v in results.items() if v}
+    if stalled:
+        out["stalled"] = stalled
+    return out
 
 
 HTTPD = "head -c %d /dev/zero > /tmp/big && exec httpd -f -p 8080 -h /tmp"
@@ -524,6 +568,8 @@ def main() -> int:
     ap.add_argument("--no-sequential", action="store_true")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 10 pods, 5 idle pods, 5 s windows, 20 MiB, 1 run")
+    ap.add_argument("--only", choices=["latency", "usage", "streams"], action="append",
+                    help="run only these parts (repeatable)")
     ap.add_argument("--json", action="store_true", help="JSON report on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     a = ap.parse_args()
@@ -541,6 +587,12 @@ def main() -> int:
         print(f"no flotilla binary at {a.binary}", file=sys.stderr)
         return 2
 
+    # SIGTERM (and SIGINT, ignored in background jobs) unwind through the clean-up.
+    def interrupted(signum, _frame):
+        raise SystemExit(f"interrupted by signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand
     base = Path(tempfile.mkdtemp(prefix="flotilla-bench-node-"))
     report: dict = {"binary": str(a.binary), "pods": a.pods, "parallel": a.parallel}
     log(f"starting flotilla server in {base}")
@@ -563,33 +615,47 @@ def main() -> int:
         latency_sequential(c, 1, "warmup")
         delete_all_pods(c)
 
-        log(f"idle with 0 pods ({a.window:.0f}s)")
-        time.sleep(2)
-        report["idle_0"] = usage(c, a.window)
+        parts = set(a.only or ["latency", "usage", "streams"])
+        if "usage" in parts:
+            log(f"idle with 0 pods ({a.window:.0f}s)")
+            time.sleep(2)
+            report["idle_0"] = usage(c, a.window)
 
-        log(f"startup latency: {a.pods} pods in a burst ({a.parallel} concurrent creates)")
-        report["burst"] = latency_burst(c, a.pods, a.parallel)
-        log(f"  {report['burst']}")
-        delete_all_pods(c)
-        if not a.no_sequential:
-            log(f"startup latency: {a.pods} pods one after the other")
-            report["sequential"] = latency_sequential(c, a.pods)
-            log(f"  {report['sequential']}")
+        if "latency" in parts:
+            log(f"startup latency: {a.pods} pods in a burst ({a.parallel} concurrent creates)")
+            report["burst"] = latency_burst(c, a.pods, a.parallel)
+            log(f"  {report['burst']}")
+            delete_all_pods(c)
+            if not a.no_sequential:
+                log(f"startup latency: {a.pods} pods one after the other")
+                report["sequential"] = latency_sequential(c, a.pods)
+                log(f"  {report['sequential']}")
+                delete_all_pods(c)
+
+        if "usage" in parts:
+            log(f"idle with {a.idle_pods} pods ({a.window:.0f}s)")
+            run_pods(c, a.idle_pods, "idle")
+            time.sleep(5)
+            report["idle_n"] = usage(c, a.window)
+            report["idle_n"]["pods"] = a.idle_pods
             delete_all_pods(c)
 
-        log(f"idle with {a.idle_pods} pods ({a.window:.0f}s)")
-        run_pods(c, a.idle_pods, "idle")
-        time.sleep(5)
-        report["idle_n"] = usage(c, a.window)
-        report["idle_n"]["pods"] = a.idle_pods
-        delete_all_pods(c)
-
-        log(f"logs -f throughput ({a.log_mb} MiB x {a.runs})")
-        report["logs"] = logs_throughput(c, a.log_mb * MB, a.runs)
-        log(f"port-forward throughput ({a.file_mb} MiB x {a.runs})")
-        report["port_forward"] = port_forward_throughput(c, a.file_mb * MB, a.runs)
-        delete_all_pods(c)
+        if "streams" in parts:
+            log(f"logs -f throughput ({a.log_mb} MiB x {a.runs})")
+            report["logs"] = logs_throughput(c, a.log_mb * MB, a.runs)
+            log(f"  {report['logs']}")
+            log(f"port-forward throughput ({a.file_mb} MiB x {a.runs})")
+            report["port_forward"] = port_forward_throughput(c, a.file_mb * MB, a.runs)
+            log(f"  {report['port_forward']}")
+            delete_all_pods(c)
     finally:
+        # The kubelet tears sandboxes down (mounts, namespaces, veths, cgroups): let it
+        # before stopping the server, whatever happened.
+        try:
+            if c.proc.poll() is None:
+                delete_all_pods(c, timeout=120)
+        except (SystemExit, Exception) as e:  # noqa: BLE001 - best effort on the way out
+            log(f"clean-up: {e}")
         log("stopping the server")
         c.stop()
         if not a.keep:
@@ -639,6 +705,8 @@ def print_table(r: dict) -> None:
             rates = [x[0] for x in v]
             w(f"{label:<44}{max(rates):>9.1f}{statistics.median(rates):>9.1f}"
               f"{statistics.median([x[1] for x in v]) / MB:>8.1f}")
+    for how, got in r.get("logs", {}).get("stalled", {}).items():
+        w(f"  logs via {how}: STALLED before the end marker ({got} bytes received)")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ def _pods(k: Kubectl) -> list[dict]:
     return json.loads(k.ok("get", "pods", "-l", "app=cycle", "-o", "json"))["items"]
 
 
+@pytest.mark.timeout(420)
 def test_hundred_pod_cycles_leave_nothing_behind(flotilla_bin: Path, tmp_path: Path):
     for port in (10250, 10248):
         with socket.socket() as s:
@@ -194,6 +195,17 @@ def test_hundred_pod_cycles_leave_nothing_behind(flotilla_bin: Path, tmp_path: P
             names = wait_for(running, timeout=90, interval=0.3,
                              message=f"round {rnd}: {REPLICAS} new pods Running")
             seen.update(names)
+            if rnd == 0:
+                # The probes see the pods (else a baseline of zeros proves nothing):
+                # every per-pod resource is there at least once per running pod.
+                during = snapshot(data)
+                print(f"with {REPLICAS} pods: {during}")
+                for key, n in during.items():
+                    if not key.startswith("cgroups"):
+                        assert n >= before.get(key, 0) + REPLICAS, (key, n, before)
+                # The controllers the runtime uses have one cgroup per pod at least.
+                assert any(n >= before.get(key, 0) + REPLICAS
+                           for key, n in during.items() if key.startswith("cgroups")), during
             k.ok("scale", "deployment", "cycle", "--replicas=0")
             wait_for(lambda: not _pods(k), timeout=90, interval=0.3,
                      message=f"round {rnd}: pods gone from the API")
