@@ -488,7 +488,7 @@ def logs_throughput(c: Cluster, size: int, runs: int) -> dict:
     log_files = sorted((c.data / "agent" / "logs").glob(f"{NS}_logger_*/main/*.log"))
     if log_files:
         text = log_files[-1].read_text(errors="replace").splitlines()
-        end_i = max(i for i, ln in enumerate(text) if ln.endswith(f"END-{run_no}"))
+        end_i = max((i for i, ln in enumerate(text) if ln.endswith(f"END-{run_no}")), default=0)
         # The run started right after the previous END (or the file's start).
         start_i = max([i for i, ln in enumerate(text[:end_i]) if " END-" in ln] or [-1]) + 1
         if start_i < end_i:
@@ -620,6 +620,7 @@ def main() -> int:
             log(f"idle with 0 pods ({a.window:.0f}s)")
             time.sleep(2)
             report["idle_0"] = usage(c, a.window)
+            log(f"  {report['idle_0']}")
 
         if "latency" in parts:
             log(f"startup latency: {a.pods} pods in a burst ({a.parallel} concurrent creates)")
@@ -638,6 +639,7 @@ def main() -> int:
             time.sleep(5)
             report["idle_n"] = usage(c, a.window)
             report["idle_n"]["pods"] = a.idle_pods
+            log(f"  {report['idle_n']}")
             delete_all_pods(c)
 
         if "streams" in parts:

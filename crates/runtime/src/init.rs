@@ -550,11 +550,26 @@ pub fn exec_process(process: &Process, args: Option<&[String]>) -> Result<Infall
     let env_c = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let path_c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| InitError::Invalid("NUL byte in program path".into()))?;
+    reset_signals();
     let e = execve(&path_c, &argv_c, &env_c).unwrap_err();
     Err(InitError::Sys {
         what: format!("exec {program}"),
         source: e,
     })
+}
+
+/// Default dispositions and an empty signal mask for the process about to be executed,
+/// as runc gives it. The shim is a Rust program, which ignores SIGPIPE, and ignored
+/// signals survive `execve`: without this, `yes | head` in a container never ends.
+fn reset_signals() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    for s in Signal::iterator() {
+        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
+            // SAFETY: installs no handler code (SIG_DFL), right before execve.
+            let _ = unsafe { signal(s, SigHandler::SigDfl) };
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 fn find_program(program: &str, env: &[String]) -> Option<PathBuf> {
