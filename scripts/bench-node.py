@@ -417,7 +417,16 @@ def logs_throughput(c: Cluster, size: int, runs: int) -> dict:
     run_no = 0
 
     def trigger() -> None:
-        c.kubectl("exec", "-n", NS, "logger", "--", "touch", "/tmp/go")
+        # The server may still be busy with the previous stream: a few tries.
+        for attempt in range(3):
+            try:
+                c.kubectl("exec", "-n", NS, "logger", "--", "touch", "/tmp/go")
+                return
+            except SystemExit as e:
+                if attempt == 2:
+                    raise
+                log(f"  trigger: {e}; again")
+                time.sleep(5)
 
     def consume(stream, marker: bytes, timeout: float) -> tuple[int, float, float]:
         """Read until `marker`; returns (bytes, first byte time, marker time)."""
@@ -443,6 +452,7 @@ def logs_throughput(c: Cluster, size: int, runs: int) -> dict:
         for how in ("api", "kubelet"):
             if how in stalled:
                 continue
+            time.sleep(3)  # let the previous stream wind down
             run_no += 1
             marker = f"END-{run_no}\n".encode()
             if how == "api":
