@@ -114,6 +114,12 @@ def test_deployment_runs_real_containers(node, flotilla_bin: Path):
     assert p.stdout.strip() == "pid " + p.stdout.strip().split()[-1]
     # The container's PID namespace: httpd is PID 1.
     assert k.ok("exec", name, "--", "cat", "/proc/1/cmdline").startswith("httpd")
+    # Default signal dispositions: SIGPIPE is not inherited ignored from the (Rust)
+    # shim, else `yes x | head` never ends.
+    sig_ign = k.ok("exec", name, "--", "grep", "SigIgn", "/proc/self/status").split()[1]
+    assert int(sig_ign, 16) & (1 << (13 - 1)) == 0, f"SIGPIPE ignored: SigIgn {sig_ign}"
+    assert k.ok("exec", name, "--", "sh", "-c", "yes x | head -c 100000 | wc -c",
+                timeout=30).strip() == "100000"
 
     # The node-local view shows the kubelet's container with its pod.
     ps = subprocess.run([str(flotilla_bin), "ctr", "--data-dir", str(cluster.data_dir), "ps"],

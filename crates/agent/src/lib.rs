@@ -79,6 +79,31 @@ impl NodeRuntimeConfig {
     }
 }
 
+/// Remove the log directories of pod `uid` (`<ns>_<name>_<uid>`, as upstream's
+/// `/var/log/pods`) once the pod has left the node; missing is not an error.
+fn remove_pod_logs(logs: &Path, uid: &str) -> std::io::Result<()> {
+    if uid.is_empty() || uid.contains('/') {
+        return Ok(());
+    }
+    let suffix = format!("_{uid}");
+    let entries = match std::fs::read_dir(logs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        if e.file_name().to_str().is_some_and(|n| n.ends_with(&suffix)) {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The real node: containers, images and pod network.
 pub struct NodeRuntime {
     cfg: NodeRuntimeConfig,
@@ -504,6 +529,7 @@ impl PodRuntime for NodeRuntime {
                 .map_err(err)?;
         }
         volumes::remove_pod_dir(&self.cfg.pods_dir(), pod_uid).map_err(err)?;
+        remove_pod_logs(&self.cfg.logs_dir(), pod_uid).map_err(err)?;
         Ok(())
     }
 

@@ -207,6 +207,7 @@ pub async fn run_with_client(
         statuses: statuses.clone(),
         tokens: Arc::new(tokens::TokenManager::new()),
         volume_resync: cfg.volume_resync.unwrap_or(k.sync_frequency.0),
+        status_changed: tokio::sync::Notify::new(),
     });
     let mut m = Manager {
         ctx,
@@ -223,9 +224,17 @@ pub async fn run_with_client(
         sent: HashMap::new(),
     };
     let mut tick = tokio::time::interval(cfg.api_sync);
+    let wctx = m.ctx.clone();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            // A worker published a new status: write it now (upstream's status manager
+            // syncs a pod as soon as its status changes); the tick below retries failures.
+            _ = wctx.status_changed.notified() => {
+                if let Some(client) = &client {
+                    m.flush(client).await;
+                }
+            }
             update = rx.recv() => {
                 let Some(update) = update else { break };
                 if let (Some(r), false) = (&recorder, update.skipped.is_empty()) {
@@ -327,6 +336,8 @@ async fn start_servers(
 
 /// How often the kubelet looks for orphaned pods.
 const ORPHAN_CLEANUP_PERIOD: Duration = Duration::from_secs(10);
+/// Status patches the status manager sends concurrently.
+const STATUS_PATCHES_IN_FLIGHT: usize = 8;
 /// Grace period for the containers of an orphaned pod (its spec is gone).
 const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 
@@ -505,14 +516,17 @@ impl Manager {
         }
     }
 
-    /// Write changed statuses to the API (static pods: to their mirror pods).
+    /// Write changed statuses to the API (static pods: to their mirror pods), a few
+    /// patches at a time.
     async fn flush(&mut self, client: &kube::Client) {
+        use futures::StreamExt;
         let entries: Vec<(Pod, PodStatus)> = self
             .ctx
             .statuses
             .lock()
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default();
+        let mut patches = Vec::new();
         for (pod, status) in entries {
             let target = if sources::is_static(&pod) {
                 self.api_pods
@@ -535,25 +549,35 @@ impl Manager {
             if self.sent.get(&target_uid) == Some(&status) {
                 continue;
             }
-            let api: Api<Pod> = Api::namespaced(
-                client.clone(),
-                target.metadata.namespace.as_deref().unwrap_or("default"),
-            );
-            let patch = serde_json::json!({"metadata": {"uid": target_uid}, "status": status});
-            match api
-                .patch_status(
-                    target.metadata.name.as_deref().unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    self.sent.insert(target_uid, status);
-                }
-                Err(e) => tracing::debug!(pod = %mirror::key(&target), "patching status: {e}"),
-            }
+            patches.push((target, target_uid, status));
         }
+        let written: Vec<(String, PodStatus)> = futures::stream::iter(patches)
+            .map(|(target, target_uid, status)| async move {
+                let api: Api<Pod> = Api::namespaced(
+                    client.clone(),
+                    target.metadata.namespace.as_deref().unwrap_or("default"),
+                );
+                let patch = serde_json::json!({"metadata": {"uid": target_uid}, "status": status});
+                match api
+                    .patch_status(
+                        target.metadata.name.as_deref().unwrap_or_default(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => Some((target_uid, status)),
+                    Err(e) => {
+                        tracing::debug!(pod = %mirror::key(&target), "patching status: {e}");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(STATUS_PATCHES_IN_FLIGHT)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        self.sent.extend(written);
         let live: std::collections::HashSet<String> = self
             .api_pods
             .values()

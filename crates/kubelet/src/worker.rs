@@ -37,6 +37,9 @@ pub struct WorkerContext {
     /// How often the files of a running pod's configMap/secret/downwardAPI/projected
     /// volumes are re-read and rewritten (`syncFrequency`).
     pub volume_resync: Duration,
+    /// Signalled when a worker publishes a status different from its previous one, so
+    /// the status manager writes it right away instead of at its next periodic flush.
+    pub status_changed: tokio::sync::Notify,
 }
 
 #[derive(Clone, Copy)]
@@ -809,8 +812,12 @@ impl Worker {
             self.previous.as_ref(),
             Timestamp::now(),
         );
+        let changed = self.previous.as_ref() != Some(&st);
         self.previous = Some(st.clone());
         self.lock().insert(uid(pod), (pod.clone(), st));
+        if changed {
+            self.ctx.status_changed.notify_one();
+        }
     }
 
     /// Stop every container of the pod with the pod's grace period.

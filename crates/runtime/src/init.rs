@@ -567,12 +567,12 @@ pub fn exec_process(
     if no_new_privs {
         install(&filters)?;
     }
-    reset_signals();
     let c = |s: &str| CString::new(s).map_err(|_| InitError::Invalid(format!("NUL byte in {s:?}")));
     let argv_c = argv.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let env_c = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let path_c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| InitError::Invalid("NUL byte in program path".into()))?;
+    reset_signals();
     let e = execve(&path_c, &argv_c, &env_c).unwrap_err();
     Err(InitError::Sys {
         what: format!("exec {program}"),
