@@ -949,6 +949,12 @@ fn attach_feeds_stdin_and_streams_output_to_every_client() {
     );
     spec.stdin = true;
     let id = env.run(&spec);
+    // Attach once "started" is out (it then must not reach this client).
+    let deadline = Instant::now() + T;
+    while !env.stdout(&id).contains("started") {
+        assert!(Instant::now() < deadline, "no output from the container");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut a = Attached::new(&env.rt, &id, ALL);
     a.conn.send_stdin(b"hello\n").unwrap();
     a.wait_for("got:hello");
