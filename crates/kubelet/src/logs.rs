@@ -133,13 +133,23 @@ pub fn log_files(path: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A log file's identity: its inode plus its birth time where the filesystem records
+/// one (an inode freed by deleting the oldest rotated file can come back as the next
+/// live file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FileId {
+    inode: u64,
+    born: Option<std::time::SystemTime>,
+}
+
 /// Where a follower stands in the live file.
 struct Position {
     offset: u64,
-    inode: u64,
+    id: FileId,
 }
 
-fn read_from(path: &Path, offset: u64) -> Result<(Vec<u8>, u64), LogError> {
+/// The bytes of `path` from `offset`, and the file's identity (default when missing).
+fn read_from(path: &Path, offset: u64) -> Result<(Vec<u8>, FileId), LogError> {
     use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::MetadataExt;
     let io = |source| LogError::Io {
@@ -148,14 +158,64 @@ fn read_from(path: &Path, offset: u64) -> Result<(Vec<u8>, u64), LogError> {
     };
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), FileId::default()));
+        }
         Err(e) => return Err(io(e)),
     };
-    let inode = f.metadata().map_err(io)?.ino();
+    let meta = f.metadata().map_err(io)?;
+    let id = FileId {
+        inode: meta.ino(),
+        born: meta.created().ok(),
+    };
+    if offset > meta.len() {
+        return Ok((Vec::new(), id));
+    }
     f.seek(SeekFrom::Start(offset)).map_err(io)?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).map_err(io)?;
-    Ok((buf, inode))
+    Ok((buf, id))
+}
+
+/// The identity and length of `path` (default identity when missing).
+fn stat(path: &Path) -> (FileId, u64) {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => (
+            FileId {
+                inode: m.ino(),
+                born: m.created().ok(),
+            },
+            m.len(),
+        ),
+        Err(_) => (FileId::default(), 0),
+    }
+}
+
+/// What a follower missed when the live file was rotated (once or several times)
+/// since it last read at `pos`: the rest of its old file (found among the rotated ones
+/// by identity), then every newer rotated file whole, oldest first. When the old file
+/// is gone (rotated past the last kept file), every rotated file is newer.
+fn missed_by_rotation(path: &Path, pos: &Position) -> Result<Vec<Vec<u8>>, LogError> {
+    let mut rotated = log_files(path);
+    rotated.pop(); // the live file
+    let ids: Vec<FileId> = rotated.iter().map(|f| stat(f).0).collect();
+    let start = ids.iter().position(|id| *id == pos.id);
+    let mut out = Vec::new();
+    match start {
+        Some(i) => {
+            out.push(read_from(&rotated[i], pos.offset)?.0);
+            for f in &rotated[i + 1..] {
+                out.push(read_from(f, 0)?.0);
+            }
+        }
+        None => {
+            for f in &rotated {
+                out.push(read_from(f, 0)?.0);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Stream a container's log into `tx` as rendered chunks. With `follow`, keep
@@ -184,14 +244,14 @@ where
     let files = log_files(&path);
     let mut pos = Position {
         offset: 0,
-        inode: 0,
+        id: FileId::default(),
     };
     for f in &files {
-        let (bytes, inode) = read_from(f, 0)?;
+        let (bytes, id) = read_from(f, 0)?;
         if f == &path {
             pos = Position {
                 offset: bytes.len() as u64,
-                inode,
+                id,
             };
         } else {
             // An entry cut at a rotation boundary does not continue in the next file.
@@ -212,9 +272,15 @@ where
     }
     // Returns false when the output is finished (budget spent or client gone).
     let send = |lines: Vec<LogLine>, budget: &mut u64| {
+        // At most ~1 MiB per message: a long log goes out as it is rendered.
+        const CHUNK: usize = 1 << 20;
+        let mut chunks: Vec<String> = Vec::new();
         let mut chunk = String::new();
         let mut full = false;
         for l in lines {
+            if chunk.len() >= CHUNK {
+                chunks.push(std::mem::take(&mut chunk));
+            }
             let mut s = l.render(opts.timestamps);
             if s.len() as u64 >= *budget {
                 let mut cut = usize::try_from(*budget).unwrap_or(usize::MAX);
@@ -230,10 +296,15 @@ where
                 break;
             }
         }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
         let tx = tx.clone();
         async move {
-            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
-                return false;
+            for c in chunks {
+                if tx.send(Bytes::from(c)).await.is_err() {
+                    return false;
+                }
             }
             !full
         }
@@ -248,22 +319,29 @@ where
             _ = tx.closed() => return Ok(()),
         }
         let running = still_running().await;
-        let (mut bytes, inode) = read_from(&path, pos.offset)?;
-        if inode != pos.inode && pos.inode != 0 {
-            // Rotated: the rest of the old file is now `<log>.1`; finish it, then
-            // read the new file from its start.
-            if let Some(old) = files_rotated_to(&path) {
-                let (rest, _) = read_from(&old, pos.offset)?;
-                let lines = parser.feed(&rest);
+        let (id, len) = stat(&path);
+        let rotated = pos.id != FileId::default() && (id != pos.id || len < pos.offset);
+        if rotated {
+            // Rotated (maybe more than once since the last look): finish what was
+            // missed in the rotated files, then read the new live file from its start.
+            for rest in missed_by_rotation(&path, &pos)? {
+                let lines: Vec<LogLine> = parser.feed(&rest).into_iter().filter(keep).collect();
+                parser.reset_pending();
                 if !send(lines, &mut budget).await {
                     return Ok(());
                 }
             }
-            parser.reset_pending();
-            (bytes, _) = read_from(&path, 0)?;
             pos.offset = 0;
+            pos.id = id;
         }
-        pos.inode = inode;
+        let (bytes, got) = read_from(&path, pos.offset)?;
+        if pos.id == FileId::default() {
+            pos.id = got;
+        } else if got != pos.id {
+            // Rotated again between the look and the read: the next round reads what
+            // is now a rotated file from where this one stands.
+            continue;
+        }
         pos.offset += bytes.len() as u64;
         let lines: Vec<LogLine> = parser.feed(&bytes).into_iter().filter(keep).collect();
         if !send(lines, &mut budget).await {
@@ -273,13 +351,6 @@ where
             return Ok(());
         }
     }
-}
-
-fn files_rotated_to(path: &Path) -> Option<PathBuf> {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".1");
-    let p = PathBuf::from(p);
-    p.exists().then_some(p)
 }
 
 #[cfg(test)]
@@ -303,6 +374,68 @@ mod tests {
         assert!(p.feed(b"2024-01-01T00:00:00Z stdout F ha").is_empty());
         let l = p.feed(b"lf\n");
         assert_eq!(l[0].text, "half\n");
+    }
+
+    /// Rotations faster than the follower polls (twice between two looks) lose nothing
+    /// and repeat nothing; an inode freed by the deleted oldest file and reused by the
+    /// next live file does not stall it.
+    #[tokio::test]
+    async fn follow_survives_several_rotations_between_polls() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("c.log");
+        let line = |n: u32| format!("2024-01-01T00:00:00.{n:06}Z stdout F line {n}\n");
+        std::fs::write(&log, line(0)).expect("write");
+        let (tx, mut rx) = mpsc::channel(1024);
+        let running = Arc::new(AtomicBool::new(true));
+        let r = running.clone();
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let task = tokio::spawn(stream_log(log.clone(), opts, tx, move || {
+            let r = r.clone();
+            async move { r.load(Ordering::SeqCst) }
+        }));
+        // Rotate as the runtime does (.1 → .2, live → .1, keep 3 files), twice per
+        // poll interval, 20 times.
+        let rotate = |log: &Path| {
+            let name = |n: u32| {
+                let mut p = log.as_os_str().to_owned();
+                p.push(format!(".{n}"));
+                PathBuf::from(p)
+            };
+            let _ = std::fs::remove_file(name(2));
+            let _ = std::fs::rename(name(1), name(2));
+            std::fs::rename(log, name(1)).expect("rotate");
+        };
+        let mut n = 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for _ in 0..20 {
+            for _ in 0..2 {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log)
+                    .expect("open");
+                f.write_all(line(n).as_bytes()).expect("append");
+                n += 1;
+                rotate(&log);
+                std::fs::write(&log, line(n)).expect("new live file");
+                n += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        running.store(false, Ordering::SeqCst);
+        task.await.expect("join").expect("stream");
+        let mut got = String::new();
+        while let Ok(b) = rx.try_recv() {
+            got.push_str(std::str::from_utf8(&b).expect("utf8"));
+        }
+        let want: String = (0..n).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
