@@ -472,31 +472,14 @@ pub async fn pod_exec(
     r: &ResourceRoute,
     req: Request<Body>,
 ) -> ApiResult<Response> {
-    let q = query_pairs(&req);
-    let container = q
-        .iter()
-        .find(|(k, _)| k == "container")
-        .map(|(_, v)| v.as_str());
-    let t = target(server, r, container).await?;
-    let kind = upgrade_of(&req, "exec")?;
-    let forwarded: Vec<(String, String)> = q
-        .iter()
-        .filter(|(k, _)| {
-            matches!(
-                k.as_str(),
-                "command" | "stdin" | "stdout" | "stderr" | "tty"
-            )
-        })
-        .cloned()
-        .collect();
-    let uri = format!(
-        "/exec/{}/{}/{}?{}",
-        r.namespace,
-        r.name.as_deref().unwrap_or(""),
-        t.container,
-        encode(&forwarded)
-    );
-    proxy_upgrade(server, &t, kind, uri, req, "exec").await
+    pod_stream(
+        server,
+        r,
+        req,
+        "exec",
+        &["command", "stdin", "stdout", "stderr", "tty"],
+    )
+    .await
 }
 
 /// `GET|POST pods/{name}/attach` with a WebSocket or SPDY/3.1 upgrade.
@@ -505,26 +488,45 @@ pub async fn pod_attach(
     r: &ResourceRoute,
     req: Request<Body>,
 ) -> ApiResult<Response> {
+    pod_stream(
+        server,
+        r,
+        req,
+        "attach",
+        &["stdin", "stdout", "stderr", "tty"],
+    )
+    .await
+}
+
+/// Proxies an upgraded `pods/{name}/<verb>` stream to the kubelet's
+/// `/<verb>/{namespace}/{pod}/{container}`, forwarding the query parameters `params`.
+async fn pod_stream(
+    server: &ApiServer,
+    r: &ResourceRoute,
+    req: Request<Body>,
+    verb: &'static str,
+    params: &[&str],
+) -> ApiResult<Response> {
     let q = query_pairs(&req);
     let container = q
         .iter()
         .find(|(k, _)| k == "container")
         .map(|(_, v)| v.as_str());
     let t = target(server, r, container).await?;
-    let kind = upgrade_of(&req, "attach")?;
+    let kind = upgrade_of(&req, verb)?;
     let forwarded: Vec<(String, String)> = q
         .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "stdin" | "stdout" | "stderr" | "tty"))
+        .filter(|(k, _)| params.contains(&k.as_str()))
         .cloned()
         .collect();
     let uri = format!(
-        "/attach/{}/{}/{}?{}",
+        "/{verb}/{}/{}/{}?{}",
         r.namespace,
         r.name.as_deref().unwrap_or(""),
         t.container,
         encode(&forwarded)
     );
-    proxy_upgrade(server, &t, kind, uri, req, "attach").await
+    proxy_upgrade(server, &t, kind, uri, req, verb).await
 }
 
 /// `GET|POST pods/{name}/portforward` with a SPDY/3.1 upgrade (or a WebSocket
