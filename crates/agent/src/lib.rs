@@ -13,7 +13,7 @@
 
 mod volumes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,12 @@ pub struct NodeRuntime {
     images: Arc<ImageStore>,
     network: tokio::sync::OnceCell<NodeNetwork>,
     host_ports: Mutex<BTreeMap<String, Vec<HostPortMapping>>>,
+    /// Sandboxes set up by this process, by pod uid, with their directory: the pod
+    /// workers ask for their sandbox at every sync, and listing every sandbox and
+    /// re-checking the pod's network each time made the kubelet's work grow with the
+    /// square of the pod count. An entry holds while its directory exists (the
+    /// sandbox may be removed by `flotilla ctr` in another process).
+    ready: Mutex<HashMap<String, (PathBuf, SandboxInfo)>>,
 }
 
 fn err(what: impl std::fmt::Display) -> RuntimeError {
@@ -144,6 +150,7 @@ impl NodeRuntime {
             images: Arc::new(images),
             network: tokio::sync::OnceCell::new(),
             host_ports: Mutex::new(BTreeMap::new()),
+            ready: Mutex::new(HashMap::new()),
         })
     }
 
@@ -192,6 +199,23 @@ impl NodeRuntime {
     /// Whether the pod network is up.
     pub fn network_ready(&self) -> bool {
         self.network.initialized()
+    }
+
+    /// The sandbox this process set up for pod `uid`, if it still exists.
+    fn ready_sandbox(&self, uid: &str) -> Option<SandboxInfo> {
+        let mut ready = self.ready.lock().ok()?;
+        let (dir, info) = ready.get(uid)?;
+        if dir.join("sandbox.json").exists() {
+            return Some(info.clone());
+        }
+        ready.remove(uid);
+        None
+    }
+
+    fn set_ready(&self, uid: &str, dir: PathBuf, info: &SandboxInfo) {
+        if let Ok(mut ready) = self.ready.lock() {
+            ready.insert(uid.to_string(), (dir, info.clone()));
+        }
     }
 
     async fn find_sandbox(&self, uid: &str) -> Result<Option<runtime::SandboxInfo>, RuntimeError> {
@@ -427,6 +451,9 @@ impl PodRuntime for NodeRuntime {
         if uid.is_empty() {
             return Err(err("pod has no uid"));
         }
+        if let Some(sb) = self.ready_sandbox(&uid) {
+            return Ok(sb);
+        }
         let spec = pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network.unwrap_or(false);
         if !host_network && self.network.get().is_none() {
@@ -469,10 +496,12 @@ impl PodRuntime for NodeRuntime {
             }
         };
         if host_network {
-            return Ok(SandboxInfo {
-                id: sb.id,
+            let info = SandboxInfo {
+                id: sb.id.clone(),
                 pod_ips: Vec::new(),
-            });
+            };
+            self.set_ready(&uid, sb.dir, &info);
+            return Ok(info);
         }
         let (Some(net), Some(netns)) = (self.network.get(), sb.netns_path.as_deref()) else {
             return Err(err(format!("sandbox {} has no network namespace", sb.id)));
@@ -499,13 +528,19 @@ impl PodRuntime for NodeRuntime {
         if changed {
             self.apply_host_ports().await?;
         }
-        Ok(SandboxInfo {
-            id: sb.id,
+        let info = SandboxInfo {
+            id: sb.id.clone(),
             pod_ips: vec![ip],
-        })
+        };
+        self.set_ready(&uid, sb.dir, &info);
+        Ok(info)
     }
 
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.ready
+            .lock()
+            .map_err(|_| err("sandbox table poisoned"))?
+            .remove(pod_uid);
         let had_ports = self
             .host_ports
             .lock()

@@ -13,6 +13,7 @@ pub mod httpstream;
 pub mod logs;
 pub mod mirror;
 pub mod node;
+pub mod pleg;
 pub mod portforward;
 pub mod probe;
 pub mod remotecommand;
@@ -196,8 +197,18 @@ pub async fn run_with_client(
         ));
     }
     drop(tx);
+    let containers = Arc::new(pleg::ContainerCache::new(runtime.clone()));
+    let wakers = Arc::new(pleg::Wakers::default());
+    tasks.spawn(pleg::run(
+        containers.clone(),
+        wakers.clone(),
+        pleg::RELIST_PERIOD.min(cfg.pod_resync),
+        shutdown.clone(),
+    ));
     let ctx = Arc::new(worker::WorkerContext {
         runtime,
+        containers,
+        wakers,
         client: client.clone(),
         recorder: recorder.clone(),
         backoff: cfg.backoff,

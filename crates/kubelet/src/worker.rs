@@ -25,6 +25,10 @@ pub type StatusStore = Arc<Mutex<HashMap<String, (Pod, PodStatus)>>>;
 /// Shared by all workers.
 pub struct WorkerContext {
     pub runtime: Arc<dyn PodRuntime>,
+    /// The node's containers as last listed (shared by all workers).
+    pub containers: Arc<crate::pleg::ContainerCache>,
+    /// Wakes a pod's worker when the relist sees its containers change.
+    pub wakers: Arc<crate::pleg::Wakers>,
     pub client: Option<kube::Client>,
     pub recorder: Option<Recorder>,
     pub backoff: BackoffConfig,
@@ -62,6 +66,9 @@ struct Worker {
     ready: HashMap<String, bool>,
     /// When the pod's API-sourced volumes are next rewritten.
     next_volume_sync: Option<Instant>,
+    /// When this worker last changed one of its containers: the container lists it
+    /// reads must be at least this recent.
+    changed_at: Option<Instant>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -336,8 +343,33 @@ impl Worker {
         }
     }
 
+    /// The pod's containers from the node-wide list, recent enough to show this
+    /// worker's own changes.
+    async fn containers(&self, pod_uid: &str) -> Vec<ContainerInfo> {
+        match self.ctx.containers.pod(pod_uid, self.changed_at).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(pod_uid, "listing containers: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Pull (per policy), create and start one container instance.
     async fn start(
+        &mut self,
+        pod: &Pod,
+        sandbox: &crate::runtime::SandboxInfo,
+        c: &Container,
+        attempt: u32,
+        init: bool,
+    ) {
+        self.start_instance(pod, sandbox, c, attempt, init).await;
+        // Whether or not it worked, something may have been created.
+        self.changed_at = Some(Instant::now());
+    }
+
+    async fn start_instance(
         &mut self,
         pod: &Pod,
         sandbox: &crate::runtime::SandboxInfo,
@@ -628,7 +660,7 @@ impl Worker {
             }
         };
         self.start_time.get_or_insert_with(Timestamp::now);
-        let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
+        let containers = self.containers(&pod_uid).await;
         if !terminal {
             let mut inits_done = true;
             for c in spec.init_containers.iter().flatten() {
@@ -676,7 +708,7 @@ impl Worker {
                 }
             }
         }
-        let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
+        let containers = self.containers(&pod_uid).await;
         if !terminal {
             self.refresh_volumes(pod, &sandbox, &containers).await;
             let pod_ip = sandbox
@@ -687,7 +719,7 @@ impl Worker {
             self.probe(pod, &spec.containers, &containers, &pod_ip)
                 .await;
         }
-        let containers = rt.list_containers(Some(&pod_uid)).await.unwrap_or_default();
+        let containers = self.containers(&pod_uid).await;
         self.gc(&containers).await;
         self.publish(pod, &containers, &sandbox, true);
     }
@@ -753,6 +785,7 @@ impl Worker {
                         if let Err(e) = rt.stop_container(&l.id, Duration::from_secs(grace)).await {
                             tracing::warn!("stopping unhealthy container: {e}");
                         }
+                        self.changed_at = Some(Instant::now());
                     }
                 }
                 if kind == "Readiness" {
@@ -764,7 +797,7 @@ impl Worker {
     }
 
     /// Keep only the latest and previous instance of each container.
-    async fn gc(&self, containers: &[ContainerInfo]) {
+    async fn gc(&mut self, containers: &[ContainerInfo]) {
         let mut by_name: HashMap<&str, Vec<&ContainerInfo>> = HashMap::new();
         for c in containers {
             by_name.entry(&c.name).or_default().push(c);
@@ -775,6 +808,7 @@ impl Worker {
             for old in v.into_iter().take(n.saturating_sub(2)) {
                 if old.state == ContainerState::Exited {
                     let _ = self.ctx.runtime.remove_container(&old.id).await;
+                    self.changed_at = Some(Instant::now());
                 }
             }
         }
@@ -993,7 +1027,11 @@ pub async fn run_worker(
         probes: HashMap::new(),
         ready: HashMap::new(),
         next_volume_sync: None,
+        changed_at: None,
     };
+    let pod_uid = rx.borrow().as_ref().map(uid).unwrap_or_default();
+    let wake = ctx.wakers.register(&pod_uid);
+    let _unregister = Unregister(&ctx.wakers, &pod_uid);
     let mut last: Option<Pod> = None;
     loop {
         let desired = rx.borrow_and_update().clone();
@@ -1023,8 +1061,19 @@ pub async fn run_worker(
                     return;
                 }
             }
+            // The relist saw this pod's containers change.
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(ctx.resync) => {}
         }
+    }
+}
+
+/// Removes a worker's wake-up registration when the worker ends.
+struct Unregister<'a>(&'a crate::pleg::Wakers, &'a str);
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.0.unregister(self.1);
     }
 }
 
