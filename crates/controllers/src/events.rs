@@ -10,9 +10,9 @@
 //!   is dropped and the queue is empty. [`Recorder::flush`] waits until everything
 //!   recorded so far was written or given up on.
 //! * **Correlated** ([`correlator`], upstream's defaults): identical events patch
-//!   `count`, `lastTimestamp` and `message` of one Event; once similar events (same
-//!   source, object, type and reason) brought 10 distinct messages within 10 minutes,
-//!   each further new message is folded into one `(combined from similar events): …`
+//!   `count`, `lastTimestamp` and `message` of one Event; from the 10th distinct
+//!   message of similar events (same source, object, type and reason) within 10
+//!   minutes on, new messages are folded into one `(combined from similar events): …`
 //!   Event whose count grows; a token
 //!   bucket per source and object (burst 25, one more every 5 minutes) drops event
 //!   spam. Its caches are LRU-bounded (4096 entries each).

@@ -7,10 +7,11 @@
 //! 1. **Aggregation.** Events with the same source, involved object (kind, namespace,
 //!    name, uid, apiVersion; not the field path), type, reason and reporting
 //!    controller/instance are *similar*. The correlator remembers the distinct messages
-//!    of each similar group; once [`CorrelatorOptions::max_events`] (10) distinct
-//!    messages were seen with no gap longer than [`CorrelatorOptions::max_interval`]
-//!    (10 min) between two of them, every further new message is folded into a single
-//!    event of the group whose message is `(combined from similar events): <latest>`.
+//!    of each similar group (forgotten after [`CorrelatorOptions::max_interval`], 10
+//!    min, without a similar event). The first nine are written as they are; the
+//!    [`CorrelatorOptions::max_events`]th (10th) and every further new message are
+//!    folded into a single Event of the group whose message is
+//!    `(combined from similar events): <latest message>` and whose count grows.
 //! 2. **De-duplication.** An event identical to one already written (same source,
 //!    involved object including field path, type, reason and message; or the same
 //!    combined event of a group) becomes a patch of the existing Event: `count` + 1,

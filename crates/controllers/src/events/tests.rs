@@ -344,7 +344,7 @@ async fn identical_events_patch_one_event_and_a_deleted_one_is_created_again() {
 }
 
 #[tokio::test]
-async fn more_than_ten_similar_events_are_combined() {
+async fn similar_events_are_combined_from_the_tenth_message_on() {
     let api = FakeApi::new();
     let rec = recorder(&api, quick(100));
     for i in 0..12 {
