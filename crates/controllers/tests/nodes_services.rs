@@ -417,25 +417,29 @@ async fn silent_node_is_tainted_and_its_pods_evicted() {
         pods.get_opt("victim").await.ok()?.is_none().then_some(())
     })
     .await;
-    let evictions = events_for(&c, "default", "victim", "TaintManagerEviction").await;
-    assert!(
-        evictions
+    // Events are written in the background: wait for them.
+    eventually(WAIT, "eviction event", || async {
+        events_for(&c, "default", "victim", "TaintManagerEviction")
+            .await
             .iter()
-            .any(|e| e.message.as_deref() == Some("Marking for deletion Pod default/victim")),
-        "eviction event: {evictions:?}"
-    );
-    assert!(
-        !events_for(&c, "default", "dead", "NodeNotReady")
+            .any(|e| e.message.as_deref() == Some("Marking for deletion Pod default/victim"))
+            .then_some(())
+    })
+    .await;
+    eventually(WAIT, "node event", || async {
+        (!events_for(&c, "default", "dead", "NodeNotReady")
             .await
-            .is_empty(),
-        "node event"
-    );
-    assert!(
-        !events_for(&c, "default", "stayer", "NodeNotReady")
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    eventually(WAIT, "pod event", || async {
+        (!events_for(&c, "default", "stayer", "NodeNotReady")
             .await
-            .is_empty(),
-        "pod event"
-    );
+            .is_empty())
+        .then_some(())
+    })
+    .await;
 
     // The forever-tolerating pod stays, the healthy node and its pod are untouched.
     let stayer = pods.get("stayer").await.expect("stayer");

@@ -1188,6 +1188,8 @@ impl Engine {
             Lane::Event,
             async move {
                 rec.record(&obj, NORMAL, reason, &message).await;
+                // Recording only queues; the lane bounds writes in flight.
+                rec.flush().await;
                 Outcome::Recorded
             }
             .boxed(),
