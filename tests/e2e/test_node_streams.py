@@ -355,6 +355,17 @@ class Terminal:
     def type(self, s: str) -> None:
         os.write(self.master, s.encode())
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize the terminal and tell kubectl, as a terminal emulator does."""
+        import fcntl
+        import signal
+        import struct
+        import termios
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        # kubectl's terminal is not its controlling one here, so the kernel sends no
+        # SIGWINCH: send it.
+        os.kill(self.proc.pid, signal.SIGWINCH)
+
     def wait_for(self, needle: str, timeout: float = 60) -> None:
         wait_for(lambda: needle in self.text() or self.proc.poll() is not None,
                  timeout=timeout, interval=0.1, message=f"{needle!r} on the terminal")
@@ -387,6 +398,25 @@ def test_run_it_gives_an_interactive_terminal(node, version: str):
     finally:
         t.close()
     wait_for(lambda: _gone(k, name), timeout=60, message=f"pod {name} deleted by --rm")
+
+
+@pytest.mark.parametrize("version", ["1.33", "1.20"])
+def test_exec_it_follows_terminal_resizes(node, version: str):
+    k = _kubectl_for(node, version)
+    pod = _counter_pod(node["k133"])
+    t = Terminal(k, "exec", "-it", pod, "--", "sh")
+    try:
+        t.type("stty size\r")
+        t.wait_for("37 111")
+        t.resize(45, 132)
+        # The new size reaches the container's terminal shortly after the signal.
+        wait_for(lambda: (t.type("stty size\r"), "45 132" in t.text())[1],
+                 timeout=30, interval=1.0, message="the resized terminal")
+        t.type("exit 3\r")
+        t.proc.wait(timeout=60)
+        assert t.proc.returncode == 3, t.text()
+    finally:
+        t.close()
 
 
 def _counter_pod(k: Kubectl) -> str:

@@ -809,6 +809,7 @@ impl PodRuntime for NodeRuntime {
         let req = runtime::ExecRequest {
             cmd: cmd.to_vec(),
             tty: false,
+            resize: None,
         };
         let run = blocking(move || {
             let (mut out_r, out_w) = std::io::pipe().map_err(err)?;
@@ -868,8 +869,29 @@ impl PodRuntime for NodeRuntime {
             stdout,
             stderr,
             tty,
-            resize: _,
+            resize,
         } = streams;
+        // Terminal sizes go to the exec helper through a pipe (see ExecRequest).
+        let (resize_fd, resize_task) = match resize {
+            Some(mut sizes) if tty => {
+                let (r, w) = std::io::pipe().map_err(err)?;
+                let mut w =
+                    tokio::fs::File::from_std(std::fs::File::from(std::os::fd::OwnedFd::from(w)));
+                let task = tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    while let Some(sz) = sizes.recv().await {
+                        let mut b = [0u8; 4];
+                        b[..2].copy_from_slice(&sz.width.to_le_bytes());
+                        b[2..].copy_from_slice(&sz.height.to_le_bytes());
+                        if w.write_all(&b).await.is_err() || w.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                (Some(Arc::new(std::os::fd::OwnedFd::from(r))), Some(task))
+            }
+            _ => (None, None),
+        };
         let (stdin_stdio, stdin_task) = match stdin {
             Some(mut input) => {
                 let (r, w) = std::io::pipe().map_err(err)?;
@@ -910,13 +932,14 @@ impl PodRuntime for NodeRuntime {
         let req = runtime::ExecRequest {
             cmd: cmd.to_vec(),
             tty,
+            resize: resize_fd,
         };
         let code = blocking(move || {
             rt.exec(&id, &req, stdin_stdio, out_stdio, err_stdio)
                 .map_err(err)
         })
         .await;
-        if let Some(t) = stdin_task {
+        for t in [stdin_task, resize_task].into_iter().flatten() {
             t.abort();
         }
         for t in [out_task, err_task].into_iter().flatten() {

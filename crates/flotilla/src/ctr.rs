@@ -544,7 +544,11 @@ pub fn run(cmd: CtrCmd) -> anyhow::Result<i32> {
             let id = rt.resolve(&id)?;
             let code = rt.exec(
                 &id,
-                &ExecRequest { cmd, tty },
+                &ExecRequest {
+                    cmd,
+                    tty,
+                    ..Default::default()
+                },
                 Stdio::inherit(),
                 Stdio::inherit(),
                 Stdio::inherit(),

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -156,6 +157,9 @@ pub struct Stats {
     pub memory_working_set_bytes: Option<u64>,
 }
 
+/// The descriptor number the exec helper reads terminal sizes from.
+const RESIZE_FD: i32 = 3;
+
 /// A command to run in a container.
 #[derive(Clone, Debug, Default)]
 pub struct ExecRequest {
@@ -163,6 +167,9 @@ pub struct ExecRequest {
     pub cmd: Vec<String>,
     /// Allocate a terminal.
     pub tty: bool,
+    /// With `tty`: the read end of a pipe carrying terminal size changes, 4 bytes each
+    /// (width then height, little-endian u16), applied to the terminal as they come.
+    pub resize: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// The operations the kubelet needs from a container runtime. Blocking calls: wrap them in
@@ -1059,6 +1066,26 @@ impl ContainerRuntime for Runtime {
         cmd.arg("shim").arg("exec").arg(&dir);
         if req.tty {
             cmd.arg("--tty");
+            if let Some(fd) = req.resize.clone() {
+                use std::os::fd::AsRawFd;
+                cmd.arg("--resize-fd").arg(RESIZE_FD.to_string());
+                // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and
+                // exec; `fd` stays open in the parent for as long as `cmd` lives.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let raw = fd.as_raw_fd();
+                        if raw == RESIZE_FD {
+                            // dup2 onto itself keeps close-on-exec: clear it.
+                            if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                        } else if libc::dup2(raw, RESIZE_FD) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
         }
         cmd.arg("--")
             .args(&req.cmd)

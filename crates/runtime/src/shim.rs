@@ -19,7 +19,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -109,19 +109,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .collect();
     let r = match args.first().map(String::as_str) {
         Some("start") if args.len() == 2 => start(Path::new(&args[1])),
-        Some("exec") if args.len() >= 4 => {
-            let tty = args[2] == "--tty";
-            let rest = &args[if tty { 3 } else { 2 }..];
-            match rest.split_first() {
-                Some((dd, cmd)) if dd == "--" && !cmd.is_empty() => {
-                    match exec(Path::new(&args[1]), tty, cmd) {
-                        Ok(code) => return code,
-                        Err(e) => Err(e),
-                    }
-                }
-                _ => Err(ShimError::Usage("exec needs -- CMD".into())),
-            }
-        }
+        Some("exec") if args.len() >= 4 => match exec_args(&args[2..]) {
+            Ok((tty, resize_fd, cmd)) => match exec(Path::new(&args[1]), tty, resize_fd, cmd) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
         Some("sandbox") if args.len() == 2 => sandbox(Path::new(&args[1])),
         _ => Err(ShimError::Usage(format!("got {args:?}"))),
     };
@@ -382,7 +376,55 @@ fn start_oci(dir: &Path, record: &Record, io: ChildIo) -> Result<Pid, ShimError>
         .map_err(|_| ShimError::Oci(format!("bad pid file {pid:?}")))
 }
 
-fn exec(dir: &Path, tty: bool, cmd: &[String]) -> Result<i32, ShimError> {
+/// `[--tty] [--resize-fd N] -- CMD…` of `shim exec`.
+fn exec_args(args: &[String]) -> Result<(bool, Option<i32>, &[String]), ShimError> {
+    let mut tty = false;
+    let mut resize = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--tty" => tty = true,
+            "--resize-fd" => {
+                let fd = args.get(i + 1).and_then(|f| f.parse::<i32>().ok());
+                resize =
+                    Some(fd.ok_or_else(|| ShimError::Usage("--resize-fd needs a number".into()))?);
+                i += 1;
+            }
+            "--" if i + 1 < args.len() => return Ok((tty, resize, &args[i + 1..])),
+            _ => break,
+        }
+        i += 1;
+    }
+    Err(ShimError::Usage("exec needs -- CMD".into()))
+}
+
+/// Applies the terminal sizes read from `sizes` (4 bytes each: width, height as
+/// little-endian u16) to the terminal `master`, until either end closes.
+fn relay_resizes(mut sizes: fs::File, master: fs::File) {
+    let mut b = [0u8; 4];
+    while sizes.read_exact(&mut b).is_ok() {
+        let ws = libc::winsize {
+            ws_col: u16::from_le_bytes([b[0], b[1]]),
+            ws_row: u16::from_le_bytes([b[2], b[3]]),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return;
+        }
+    }
+}
+
+fn exec(dir: &Path, tty: bool, resize_fd: Option<i32>, cmd: &[String]) -> Result<i32, ShimError> {
+    // The size pipe is the shim's alone: the command must not inherit it.
+    let resize = resize_fd.map(|fd| {
+        // SAFETY: the runtime passed this descriptor to the shim for it to own.
+        let f = unsafe { fs::File::from_raw_fd(fd) };
+        // SAFETY: F_SETFD on a descriptor we own.
+        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        f
+    });
     let record: Record = state::read_json(&dir.join("state.json"))?.ok_or(ShimError::NotRunning)?;
     let started: Started = state::read_json(&dir.join("pid.json"))?.ok_or(ShimError::NotRunning)?;
     if !started.init.alive() || dir.join("exit.json").exists() {
@@ -467,6 +509,10 @@ fn exec(dir: &Path, tty: bool, cmd: &[String]) -> Result<i32, ShimError> {
             if let Some(p) = pty {
                 drop(p.slave);
                 let master = fs::File::from(p.master);
+                if let Some(sizes) = resize {
+                    let m = fio(|| "dup pty".into(), master.try_clone())?;
+                    std::thread::spawn(move || relay_resizes(sizes, m));
+                }
                 let mut to_child = fio(|| "dup pty".into(), master.try_clone())?;
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_child);

@@ -280,6 +280,7 @@ fn sandbox_containers_share_network_and_uts() {
         &ExecRequest {
             cmd: vec!["sh".into(), "-c".into(), "ps | grep -c 'sleep 30'".into()],
             tty: false,
+            ..Default::default()
         },
         Stdio::null(),
         Stdio::piped(),
@@ -296,6 +297,7 @@ fn sandbox_containers_share_network_and_uts() {
         &ExecRequest {
             cmd: vec!["sh".into(), "-c".into(), check.into()],
             tty: false,
+            ..Default::default()
         },
         Stdio::null(),
         Stdio::inherit(),
@@ -465,6 +467,7 @@ fn exec_joins_the_container() {
                 &ExecRequest {
                     cmd: vec!["sh".into(), "-c".into(), cmd.into()],
                     tty,
+                    ..Default::default()
                 },
                 Stdio::null(),
                 Stdio::from(out.reopen().unwrap()),
@@ -482,6 +485,41 @@ fn exec_joins_the_container() {
         "a terminal inside the container: {out:?}"
     );
     assert_eq!(exec("tty").0, 1, "no terminal without --tty");
+    // Terminal sizes sent while the command runs reach its terminal.
+    {
+        use std::io::Write;
+        let (r, mut w) = std::io::pipe().unwrap();
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let writer = std::thread::spawn(move || {
+            // Width 100, height 40; then 120x50 once the first one was seen.
+            w.write_all(&[100, 0, 40, 0]).unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+            w.write_all(&[120, 0, 50, 0]).unwrap();
+        });
+        let code = env
+            .rt
+            .exec(
+                &id,
+                &ExecRequest {
+                    cmd: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "sleep 0.4; busybox stty size; sleep 1; busybox stty size".into(),
+                    ],
+                    tty: true,
+                    resize: Some(std::sync::Arc::new(std::os::fd::OwnedFd::from(r))),
+                },
+                Stdio::null(),
+                Stdio::from(out.reopen().unwrap()),
+                Stdio::inherit(),
+            )
+            .unwrap();
+        writer.join().unwrap();
+        let text = fs::read_to_string(out.path()).unwrap();
+        assert_eq!(code, 0, "{text}");
+        let sizes: Vec<&str> = text.lines().map(str::trim).collect();
+        assert_eq!(sizes, ["40 100", "50 120"], "terminal sizes: {text:?}");
+    }
     let (code, out) = exec("cat /etc/marker; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$");
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
@@ -501,7 +539,8 @@ fn exec_joins_the_container() {
             &id,
             &ExecRequest {
                 cmd: vec!["true".into()],
-                tty: false
+                tty: false,
+                ..Default::default()
             },
             Stdio::null(),
             Stdio::null(),
@@ -639,6 +678,7 @@ fn seccomp_profiles_confine_containers() {
             &ExecRequest {
                 cmd: vec!["mkdir".into(), "/tmp/x".into()],
                 tty: false,
+                ..Default::default()
             },
             Stdio::null(),
             Stdio::from(fs::File::create(&out).unwrap()),
