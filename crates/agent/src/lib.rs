@@ -880,10 +880,8 @@ impl PodRuntime for NodeRuntime {
                 let task = tokio::spawn(async move {
                     use tokio::io::AsyncWriteExt;
                     while let Some(sz) = sizes.recv().await {
-                        let mut b = [0u8; 4];
-                        b[..2].copy_from_slice(&sz.width.to_le_bytes());
-                        b[2..].copy_from_slice(&sz.height.to_le_bytes());
-                        if w.write_all(&b).await.is_err() || w.flush().await.is_err() {
+                        let frame = runtime::attach::resize_frame(sz.width, sz.height);
+                        if w.write_all(&frame).await.is_err() || w.flush().await.is_err() {
                             break;
                         }
                     }

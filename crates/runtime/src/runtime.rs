@@ -167,8 +167,8 @@ pub struct ExecRequest {
     pub cmd: Vec<String>,
     /// Allocate a terminal.
     pub tty: bool,
-    /// With `tty`: the read end of a pipe carrying terminal size changes, 4 bytes each
-    /// (width then height, little-endian u16), applied to the terminal as they come.
+    /// With `tty`: the read end of a pipe carrying terminal size changes as
+    /// [`crate::attach::resize_frame`]s, applied to the terminal as they come.
     pub resize: Option<Arc<std::os::fd::OwnedFd>>,
 }
 

@@ -398,19 +398,25 @@ fn exec_args(args: &[String]) -> Result<(bool, Option<i32>, &[String]), ShimErro
     Err(ShimError::Usage("exec needs -- CMD".into()))
 }
 
-/// Applies the terminal sizes read from `sizes` (4 bytes each: width, height as
-/// little-endian u16) to the terminal `master`, until either end closes.
+/// Sets the size of the terminal whose master is `master`; false if that failed.
+fn set_winsize(master: &impl AsRawFd, width: u16, height: u16) -> bool {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) >= 0 }
+}
+
+/// Applies the [`attach::RESIZE`] frames read from `sizes` to the terminal `master`,
+/// until either end closes.
 fn relay_resizes(mut sizes: fs::File, master: fs::File) {
-    let mut b = [0u8; 4];
-    while sizes.read_exact(&mut b).is_ok() {
-        let ws = libc::winsize {
-            ws_col: u16::from_le_bytes([b[0], b[1]]),
-            ws_row: u16::from_le_bytes([b[2], b[3]]),
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
-        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+    while let Ok(Some((kind, payload))) = attach::read_frame(&mut sizes) {
+        if let (attach::RESIZE, Some((w, h))) = (kind, attach::parse_resize(&payload))
+            && !set_winsize(&master, w, h)
+        {
             return;
         }
     }
@@ -748,14 +754,7 @@ impl Hub {
 
     fn resize(&self, width: u16, height: u16) {
         if let Some(m) = &self.master {
-            let ws = libc::winsize {
-                ws_row: height,
-                ws_col: width,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
-            unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            set_winsize(m, width, height);
         }
     }
 

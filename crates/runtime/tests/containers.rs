@@ -492,9 +492,11 @@ fn exec_joins_the_container() {
         let out = tempfile::NamedTempFile::new().unwrap();
         let writer = std::thread::spawn(move || {
             // Width 100, height 40; then 120x50 once the first one was seen.
-            w.write_all(&[100, 0, 40, 0]).unwrap();
+            w.write_all(&runtime::attach::resize_frame(100, 40))
+                .unwrap();
             std::thread::sleep(Duration::from_millis(700));
-            w.write_all(&[120, 0, 50, 0]).unwrap();
+            w.write_all(&runtime::attach::resize_frame(120, 50))
+                .unwrap();
         });
         let code = env
             .rt

@@ -332,6 +332,7 @@ impl Correlator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::tests::pod;
     use k8s_openapi::api::core::v1::EventSource;
 
     fn t0() -> Timestamp {
@@ -340,17 +341,6 @@ mod tests {
 
     fn at(secs: u64) -> Timestamp {
         t0() + Duration::from_secs(secs)
-    }
-
-    fn pod(name: &str) -> ObjectReference {
-        ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            namespace: Some("default".into()),
-            name: Some(name.into()),
-            uid: Some(format!("uid-{name}")),
-            ..Default::default()
-        }
     }
 
     fn event(

@@ -161,7 +161,8 @@ fn status(code: u16, reason: &str) -> Response<Body> {
         .expect("response")
 }
 
-fn pod(name: &str) -> ObjectReference {
+/// A pod reference (also the correlator's tests' fixture).
+pub(super) fn pod(name: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
