@@ -5,6 +5,8 @@
 //! reconcile reads its cache, re-reads what it is about to change, is idempotent and
 //! says when to look again; errors requeue with exponential backoff.
 //!
+//! * [`informers`]: shared informers, one watch and cache per kind for all
+//!   controllers (client-go's `SharedInformerFactory`).
 //! * [`gc`]: the garbage collector (ownerReferences; background, foreground and orphan
 //!   deletion).
 //! * [`namespace`]: the namespace controller (empties terminating namespaces, then
@@ -20,6 +22,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod history;
+pub mod informers;
 pub mod job;
 pub mod leader;
 pub mod namespace;
@@ -111,6 +114,9 @@ pub struct ControllerOptions {
     /// (upstream `--root-ca-file`; Flotilla takes the kubeconfig's CA, see
     /// [`root_ca_from_kubeconfig`]). `None`: that controller does not run.
     pub root_ca: Option<String>,
+    /// The shared informers the controllers watch through (one watch and cache per
+    /// kind). [`run_all`] gives each leadership term fresh ones.
+    pub informers: informers::Informers,
 }
 
 impl Default for ControllerOptions {
@@ -136,6 +142,7 @@ impl Default for ControllerOptions {
             leader_elect: true,
             leader_identity: leader::default_identity(),
             root_ca: None,
+            informers: informers::Informers::default(),
         }
     }
 }
@@ -284,10 +291,11 @@ pub async fn run(
 /// Run every enabled controller (no leader election).
 pub async fn run_all(
     client: Client,
-    opts: ControllerOptions,
+    mut opts: ControllerOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let leading = shutdown.child_token();
+    opts.informers = informers::Informers::new(leading.clone());
     let mut tasks = Vec::new();
     for (name, start) in CONTROLLERS {
         if !opts.enabled(name) {

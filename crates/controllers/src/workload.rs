@@ -13,21 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::selector::Selector;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::informers::{Informers, Kind, SharedStore};
 use crate::queue::WorkQueue;
 use crate::{Error, is_not_found};
 
@@ -47,55 +44,33 @@ pub enum Change<'a, K> {
     Resynced,
 }
 
-/// Start a cache of `api` fed by a watch; `handler` runs for every change. The task
-/// ends with `shutdown`.
+/// The shared cache of `K` (see [`crate::informers`]); `handler` runs for every
+/// change until `shutdown`. The returned task ends with `shutdown`.
 pub fn spawn_cache<K, H>(
-    api: Api<K>,
-    config: watcher::Config,
+    informers: &Informers,
+    client: &Client,
     shutdown: CancellationToken,
     handler: H,
-) -> (Store<K>, JoinHandle<()>)
+) -> (SharedStore<K>, JoinHandle<()>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Kind,
     H: Fn(Change<'_, K>) + Send + Sync + 'static,
 {
-    let (reader, mut writer) = reflector::store::<K>();
-    let store = reader.clone();
-    let task = tokio::spawn(async move {
-        let stream = watcher::watcher(api, config).default_backoff();
-        futures::pin_mut!(stream);
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = stream.next() => next,
-            };
-            let event = match next {
-                Some(Ok(ev)) => ev,
-                Some(Err(e)) => {
-                    debug!(kind = K::kind(&()).as_ref(), "watch failed: {e}");
-                    continue;
-                }
-                None => break,
-            };
-            match &event {
-                Event::Apply(o) | Event::InitApply(o) => {
-                    let old = reader.get(&ObjectRef::from_obj(o));
-                    writer.apply_watcher_event(&event);
-                    handler(Change::Applied { old, new: o });
-                }
-                Event::Delete(o) => {
-                    writer.apply_watcher_event(&event);
-                    handler(Change::Deleted(o));
-                }
-                Event::InitDone => {
-                    writer.apply_watcher_event(&event);
-                    handler(Change::Resynced);
-                }
-                Event::Init => writer.apply_watcher_event(&event),
-            }
+    let informer = informers.get::<K>(client);
+    let token = shutdown.clone();
+    informer.subscribe(move |event, old, _| {
+        if token.is_cancelled() {
+            return;
+        }
+        match event {
+            Event::Apply(o) | Event::InitApply(o) => handler(Change::Applied { old, new: o }),
+            Event::Delete(o) => handler(Change::Deleted(o)),
+            Event::InitDone => handler(Change::Resynced),
+            Event::Init => {}
         }
     });
-    (store, task)
+    let task = tokio::spawn(async move { shutdown.cancelled().await });
+    (informer.store(), task)
 }
 
 /// Wait until every store has its first full list; `false` if `shutdown` came first.

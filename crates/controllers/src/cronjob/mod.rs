@@ -27,7 +27,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -49,8 +48,8 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 struct Ctx {
     client: Client,
     recorder: Recorder,
-    cronjobs: Store<CronJob>,
-    jobs: Store<Job>,
+    cronjobs: crate::informers::SharedStore<CronJob>,
+    jobs: crate::informers::SharedStore<Job>,
     now: Clock,
 }
 
@@ -159,9 +158,9 @@ pub async fn run_with_clock(
 ) -> Result<(), Error> {
     let queue = WorkQueue::<String>::new(opts.backoff);
     let q = Arc::clone(&queue);
-    let (cronjobs, cj_task) = workload::spawn_cache(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
+    let (cronjobs, cj_task) = workload::spawn_cache::<CronJob, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, CronJob>| {
             if let Change::Applied { new, .. } = c {
@@ -170,9 +169,9 @@ pub async fn run_with_clock(
         },
     );
     let (q, c) = (Arc::clone(&queue), cronjobs.clone());
-    let (jobs, job_task) = workload::spawn_cache(
-        Api::<Job>::all(client.clone()),
-        watcher::Config::default(),
+    let (jobs, job_task) = workload::spawn_cache::<Job, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |change: Change<'_, Job>| match change {
             Change::Applied { old, new } => {

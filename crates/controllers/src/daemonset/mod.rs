@@ -27,7 +27,6 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -90,10 +89,10 @@ struct Ctx {
     client: Client,
     recorder: Recorder,
     expectations: Arc<Expectations>,
-    daemonsets: Store<DaemonSet>,
-    pods: Store<Pod>,
-    nodes: Store<Node>,
-    revisions: Store<ControllerRevision>,
+    daemonsets: crate::informers::SharedStore<DaemonSet>,
+    pods: crate::informers::SharedStore<Pod>,
+    nodes: crate::informers::SharedStore<Node>,
+    revisions: crate::informers::SharedStore<ControllerRevision>,
     failed: Mutex<FailedBackoff>,
 }
 
@@ -290,9 +289,9 @@ pub async fn run(
     let queue = WorkQueue::<String>::new(opts.backoff);
     let expectations = Arc::new(Expectations::default());
     let q = Arc::clone(&queue);
-    let (daemonsets, ds_task) = workload::spawn_cache(
-        Api::<DaemonSet>::all(client.clone()),
-        watcher::Config::default(),
+    let (daemonsets, ds_task) = workload::spawn_cache::<DaemonSet, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, DaemonSet>| match c {
             Change::Applied { new, .. } => q.add(key_of(&new.metadata)),
@@ -305,23 +304,19 @@ pub async fn run(
         daemonsets.clone(),
         Arc::clone(&expectations),
     );
-    let (pods, pod_task) = workload::spawn_cache(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        move |c| on_pod(c, &d, &q, &e),
-    );
+    let (pods, pod_task) =
+        workload::spawn_cache::<Pod, _>(&opts.informers, &client, shutdown.clone(), move |c| {
+            on_pod(c, &d, &q, &e)
+        });
     let (q, d) = (Arc::clone(&queue), daemonsets.clone());
-    let (nodes, node_task) = workload::spawn_cache(
-        Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        move |c| on_node(c, &d, &q),
-    );
+    let (nodes, node_task) =
+        workload::spawn_cache::<Node, _>(&opts.informers, &client, shutdown.clone(), move |c| {
+            on_node(c, &d, &q)
+        });
     let (q, d) = (Arc::clone(&queue), daemonsets.clone());
-    let (revisions, rev_task) = workload::spawn_cache(
-        Api::<ControllerRevision>::all(client.clone()),
-        watcher::Config::default(),
+    let (revisions, rev_task) = workload::spawn_cache::<ControllerRevision, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, ControllerRevision>| {
             let meta = match &c {

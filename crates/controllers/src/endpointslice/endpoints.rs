@@ -97,12 +97,12 @@ pub async fn run(
 ) -> Result<(), Error> {
     let token = shutdown.child_token();
     let queue: Arc<WorkQueue<Key>> = WorkQueue::new(opts.backoff);
-    let watched = watch_service_pods(&client, &token, &queue);
+    let watched = watch_service_pods(&opts.informers, &client, &token, &queue);
     let eps = {
         let q = queue.clone();
-        informer::spawn(
-            Api::<Endpoints>::all(client.clone()),
-            watcher::Config::default(),
+        informer::spawn_shared::<Endpoints, _>(
+            &opts.informers,
+            &client,
             token.clone(),
             move |ev, _| {
                 if let watcher::Event::Delete(e) = ev {

@@ -46,8 +46,8 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// Services and pods in local caches; pod changes queue the services selecting the pod
 /// before and after the change.
 pub(crate) struct ServicePods {
-    pub services: Store<Service>,
-    pub pods: Store<Pod>,
+    pub services: crate::informers::SharedStore<Service>,
+    pub pods: crate::informers::SharedStore<Pod>,
 }
 
 fn services_for(
@@ -65,64 +65,58 @@ fn services_for(
 }
 
 pub(crate) fn watch_service_pods(
+    informers: &crate::informers::Informers,
     client: &Client,
     token: &CancellationToken,
     queue: &Arc<WorkQueue<Key>>,
 ) -> ServicePods {
     let services = {
         let q = queue.clone();
-        informer::spawn(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, _| {
-                if let watcher::Event::Apply(s)
-                | watcher::Event::InitApply(s)
-                | watcher::Event::Delete(s) = ev
-                {
-                    q.add(Key::of(s));
-                }
-            },
-        )
+        informer::spawn_shared::<Service, _>(informers, client, token.clone(), move |ev, _| {
+            if let watcher::Event::Apply(s)
+            | watcher::Event::InitApply(s)
+            | watcher::Event::Delete(s) = ev
+            {
+                q.add(Key::of(s));
+            }
+        })
     };
-    let pods = {
-        let (q, svcs) = (queue.clone(), services.clone());
-        let mut labels: HashMap<Key, Option<BTreeMap<String, String>>> = HashMap::new();
-        informer::spawn(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, store| match ev {
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    let key = Key::of(p);
-                    let new = p.metadata.labels.clone();
-                    let old = labels.insert(key.clone(), new.clone());
-                    let mut targets = services_for(&svcs, &key.namespace, new.as_ref());
-                    if let Some(old) = old
-                        && old != new
-                    {
-                        targets.extend(services_for(&svcs, &key.namespace, old.as_ref()));
+    let pods =
+        {
+            let (q, svcs) = (queue.clone(), services.clone());
+            let mut labels: HashMap<Key, Option<BTreeMap<String, String>>> = HashMap::new();
+            informer::spawn_shared::<Pod, _>(informers, client, token.clone(), move |ev, store| {
+                match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        let key = Key::of(p);
+                        let new = p.metadata.labels.clone();
+                        let old = labels.insert(key.clone(), new.clone());
+                        let mut targets = services_for(&svcs, &key.namespace, new.as_ref());
+                        if let Some(old) = old
+                            && old != new
+                        {
+                            targets.extend(services_for(&svcs, &key.namespace, old.as_ref()));
+                        }
+                        for s in targets {
+                            q.add(s);
+                        }
                     }
-                    for s in targets {
-                        q.add(s);
+                    watcher::Event::Delete(p) => {
+                        let key = Key::of(p);
+                        let old = labels
+                            .remove(&key)
+                            .unwrap_or_else(|| p.metadata.labels.clone());
+                        for s in services_for(&svcs, &key.namespace, old.as_ref()) {
+                            q.add(s);
+                        }
                     }
-                }
-                watcher::Event::Delete(p) => {
-                    let key = Key::of(p);
-                    let old = labels
-                        .remove(&key)
-                        .unwrap_or_else(|| p.metadata.labels.clone());
-                    for s in services_for(&svcs, &key.namespace, old.as_ref()) {
-                        q.add(s);
+                    watcher::Event::InitDone => {
+                        labels.retain(|k, _| store.get(&k.object_ref()).is_some());
                     }
+                    watcher::Event::Init => {}
                 }
-                watcher::Event::InitDone => {
-                    labels.retain(|k, _| store.get(&k.object_ref()).is_some());
-                }
-                watcher::Event::Init => {}
-            },
-        )
-    };
+            })
+        };
     ServicePods { services, pods }
 }
 
@@ -187,7 +181,7 @@ pub(crate) async fn run_workers<F, Fut>(
 struct Controller {
     client: Client,
     watched: ServicePods,
-    nodes: Store<Node>,
+    nodes: crate::informers::SharedStore<Node>,
     max_per_slice: usize,
     triggers: Mutex<TriggerTracker>,
 }
@@ -200,13 +194,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     let token = shutdown.child_token();
     let queue: Arc<WorkQueue<Key>> = WorkQueue::new(opts.backoff);
-    let watched = watch_service_pods(&client, &token, &queue);
-    let nodes = informer::spawn(
-        Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        token.clone(),
-        |_, _| {},
-    );
+    let watched = watch_service_pods(&opts.informers, &client, &token, &queue);
+    let nodes =
+        informer::spawn_shared::<Node, _>(&opts.informers, &client, token.clone(), |_, _| {});
     let slices = {
         let q = queue.clone();
         informer::spawn(

@@ -34,7 +34,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -74,8 +73,8 @@ struct Ctx {
     recorder: Recorder,
     expectations: Arc<Expectations>,
     finalizers: Arc<UidExpectations>,
-    jobs: Store<Job>,
-    pods: Store<Pod>,
+    jobs: crate::informers::SharedStore<Job>,
+    pods: crate::informers::SharedStore<Pod>,
     backoff: Mutex<HashMap<String, BackoffRecord>>,
 }
 
@@ -201,9 +200,9 @@ pub async fn run(
     let expectations = Arc::new(Expectations::default());
     let finalizers = Arc::new(UidExpectations::default());
     let q = Arc::clone(&queue);
-    let (jobs, job_task) = workload::spawn_cache(
-        Api::<Job>::all(client.clone()),
-        watcher::Config::default(),
+    let (jobs, job_task) = workload::spawn_cache::<Job, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, Job>| match c {
             Change::Applied { new, .. } => q.add(JobKey::Job(key_of(&new.metadata))),
@@ -217,12 +216,10 @@ pub async fn run(
         Arc::clone(&expectations),
         Arc::clone(&finalizers),
     );
-    let (pods, pod_task) = workload::spawn_cache(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        move |c| on_pod(c, &j, &q, &e, &f),
-    );
+    let (pods, pod_task) =
+        workload::spawn_cache::<Pod, _>(&opts.informers, &client, shutdown.clone(), move |c| {
+            on_pod(c, &j, &q, &e, &f)
+        });
     let ready = async {
         let _ = tokio::join!(jobs.wait_until_ready(), pods.wait_until_ready());
     };

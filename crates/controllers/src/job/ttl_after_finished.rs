@@ -11,7 +11,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -58,9 +57,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     let queue = WorkQueue::<String>::new(opts.backoff);
     let q = Arc::clone(&queue);
-    let (jobs, task) = workload::spawn_cache(
-        Api::<Job>::all(client.clone()),
-        watcher::Config::default(),
+    let (jobs, task) = workload::spawn_cache::<Job, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, Job>| {
             if let Change::Applied { new, .. } = c

@@ -358,11 +358,8 @@ pub async fn run(
     let queue = WorkQueue::new(opts.backoff);
     let nodes = {
         let (alloc, queue) = (alloc.clone(), queue.clone());
-        informer::spawn(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, _| match ev {
+        informer::spawn_shared::<Node, _>(&opts.informers, &client, token.clone(), move |ev, _| {
+            match ev {
                 watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
                     let cidrs = pod_cidrs(n);
                     if cidrs.is_empty() {
@@ -377,8 +374,8 @@ pub async fn run(
                     }
                 }
                 _ => {}
-            },
-        )
+            }
+        })
     };
     if !informer::wait_ready(&nodes, &token).await {
         return Ok(());

@@ -86,15 +86,36 @@ where
     reader
 }
 
+/// Like [`spawn`] for an all-namespace watch with no selector, through the shared
+/// informer of `K` (one watch and cache per kind for every controller).
+pub fn spawn_shared<K, F>(
+    informers: &crate::informers::Informers,
+    client: &kube::Client,
+    token: CancellationToken,
+    mut on_event: F,
+) -> crate::informers::SharedStore<K>
+where
+    K: crate::informers::Kind,
+    F: FnMut(&watcher::Event<K>, &Store<K>) + Send + 'static,
+{
+    let informer = informers.get::<K>(client);
+    informer.subscribe(move |ev, _, store| {
+        if !token.is_cancelled() {
+            on_event(ev, store);
+        }
+    });
+    informer.store()
+}
+
 /// Wait until `store` has seen its first full list. `false` if `token` was cancelled
 /// first (or the watch task ended).
-pub async fn wait_ready<K>(store: &Store<K>, token: &CancellationToken) -> bool
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
+pub async fn wait_ready<S: crate::informers::WaitReady>(
+    store: &S,
+    token: &CancellationToken,
+) -> bool {
     tokio::select! {
         _ = token.cancelled() => false,
-        r = store.wait_until_ready() => r.is_ok(),
+        r = store.wait_ready() => r,
     }
 }
 

@@ -88,6 +88,8 @@ pub struct NodeLifecycleConfig {
     pub unhealthy_zone_threshold: f32,
     /// Retry backoff of failed pod updates.
     pub backoff: crate::Backoff,
+    /// The shared informers to watch nodes and pods through.
+    pub informers: crate::informers::Informers,
 }
 
 impl Default for NodeLifecycleConfig {
@@ -108,6 +110,7 @@ impl NodeLifecycleConfig {
             large_cluster_size_threshold: 50,
             unhealthy_zone_threshold: 0.55,
             backoff: opts.backoff,
+            informers: opts.informers.clone(),
         }
     }
 }
@@ -122,9 +125,9 @@ struct Controller {
     client: Client,
     cfg: NodeLifecycleConfig,
     recorder: Recorder,
-    nodes: Store<Node>,
+    nodes: crate::informers::SharedStore<Node>,
     leases: Store<Lease>,
-    pods: Store<Pod>,
+    pods: crate::informers::SharedStore<Pod>,
     by_node: PodsByNode,
     health: Mutex<HashMap<String, NodeHealth>>,
     zones: Mutex<Zones>,
@@ -160,16 +163,11 @@ pub async fn run_with_config(
 
     let nodes = {
         let q = node_queue.clone();
-        informer::spawn(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, _| {
-                if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev {
-                    q.add(informer::name_of(n));
-                }
-            },
-        )
+        informer::spawn_shared::<Node, _>(&cfg.informers, &client, token.clone(), move |ev, _| {
+            if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev {
+                q.add(informer::name_of(n));
+            }
+        })
     };
     let leases = informer::spawn(
         Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
@@ -179,9 +177,9 @@ pub async fn run_with_config(
     );
     let pods = {
         let (q, idx) = (pod_queue.clone(), by_node.clone());
-        informer::spawn(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
+        informer::spawn_shared::<Pod, _>(
+            &cfg.informers,
+            &client,
             token.clone(),
             move |ev, store| {
                 for (key, placement) in idx.apply(ev, store) {

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -107,8 +107,8 @@ enum Scheduled {
 struct Controller {
     client: Client,
     recorder: Recorder,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
+    nodes: crate::informers::SharedStore<Node>,
+    pods: crate::informers::SharedStore<Pod>,
     queue: Arc<WorkQueue<Key>>,
     scheduled: Mutex<HashMap<Key, Scheduled>>,
 }
@@ -126,40 +126,35 @@ pub async fn run(
     let node_taints: Arc<Mutex<HashMap<String, Vec<Taint>>>> = Default::default();
     let nodes = {
         let (queue, by_node, node_taints) = (queue.clone(), by_node.clone(), node_taints.clone());
-        informer::spawn(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, _| {
-                let mut seen = node_taints.lock().unwrap_or_else(|p| p.into_inner());
-                let mut changed = |n: &Node, now: Vec<Taint>| {
-                    let name = informer::name_of(n);
-                    if seen.get(&name) != Some(&now) {
-                        for k in by_node.on_node(&name) {
-                            queue.add(k);
-                        }
-                        if now.is_empty() {
-                            seen.remove(&name);
-                        } else {
-                            seen.insert(name, now);
-                        }
+        informer::spawn_shared::<Node, _>(&opts.informers, &client, token.clone(), move |ev, _| {
+            let mut seen = node_taints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut changed = |n: &Node, now: Vec<Taint>| {
+                let name = informer::name_of(n);
+                if seen.get(&name) != Some(&now) {
+                    for k in by_node.on_node(&name) {
+                        queue.add(k);
                     }
-                };
-                match ev {
-                    watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                        changed(n, no_execute(taints::node_taints(n)))
+                    if now.is_empty() {
+                        seen.remove(&name);
+                    } else {
+                        seen.insert(name, now);
                     }
-                    watcher::Event::Delete(n) => changed(n, Vec::new()),
-                    _ => {}
                 }
-            },
-        )
+            };
+            match ev {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                    changed(n, no_execute(taints::node_taints(n)))
+                }
+                watcher::Event::Delete(n) => changed(n, Vec::new()),
+                _ => {}
+            }
+        })
     };
     let pods = {
         let (queue, by_node) = (queue.clone(), by_node.clone());
-        informer::spawn(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
+        informer::spawn_shared::<Pod, _>(
+            &opts.informers,
+            &client,
             token.clone(),
             move |ev, store| {
                 for (key, _) in by_node.apply(ev, store) {

@@ -31,7 +31,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -57,6 +56,8 @@ pub struct PodGcConfig {
     pub gc_check_period: Duration,
     /// How long a node must be missing before its pods are orphans (40 s).
     pub quarantine_time: Duration,
+    /// The shared informers to watch nodes and pods through.
+    pub informers: crate::informers::Informers,
 }
 
 impl PodGcConfig {
@@ -65,6 +66,7 @@ impl PodGcConfig {
             terminated_pod_gc_threshold: opts.terminated_pod_gc_threshold,
             gc_check_period: Duration::from_secs(20),
             quarantine_time: Duration::from_secs(40),
+            informers: opts.informers.clone(),
         }
     }
 }
@@ -223,8 +225,8 @@ pub fn plan(
 struct Controller {
     client: Client,
     cfg: PodGcConfig,
-    pods: Store<Pod>,
-    nodes: Store<Node>,
+    pods: crate::informers::SharedStore<Pod>,
+    nodes: crate::informers::SharedStore<Node>,
     missing_since: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
@@ -247,27 +249,19 @@ pub async fn run_with_config(
     let wake = Arc::new(Notify::new());
     let pods = {
         let wake = wake.clone();
-        informer::spawn(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, _| {
-                if let watcher::Event::Apply(p) = ev
-                    && p.metadata.deletion_timestamp.is_some()
-                {
-                    wake.notify_one();
-                }
-            },
-        )
+        informer::spawn_shared::<Pod, _>(&cfg.informers, &client, token.clone(), move |ev, _| {
+            if let watcher::Event::Apply(p) = ev
+                && p.metadata.deletion_timestamp.is_some()
+            {
+                wake.notify_one();
+            }
+        })
     };
     let nodes = {
         let wake = wake.clone();
         let mut last: HashMap<String, NodeFacts> = HashMap::new();
-        informer::spawn(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            token.clone(),
-            move |ev, _| match ev {
+        informer::spawn_shared::<Node, _>(&cfg.informers, &client, token.clone(), move |ev, _| {
+            match ev {
                 watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
                     let f = NodeFacts::of(n);
                     if last.insert(informer::name_of(n), f) != Some(f) {
@@ -279,8 +273,8 @@ pub async fn run_with_config(
                     wake.notify_one();
                 }
                 _ => {}
-            },
-        )
+            }
+        })
     };
     if !informer::wait_ready(&pods, &token).await || !informer::wait_ready(&nodes, &token).await {
         return Ok(());

@@ -14,15 +14,14 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
-use futures::StreamExt;
-use k8s_openapi::serde::de::DeserializeOwned;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::informers::{Informers, Kind};
 use crate::queue::WorkQueue;
 
 /// Objects by namespace (empty for cluster-scoped kinds), then name.
@@ -121,12 +120,14 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
-/// Apply one watch event to `cache` and report the resulting changes. `relist` holds
-/// the objects of a re-list in progress (between `Init` and `InitDone`).
-pub fn apply_event<K: Resource + Clone>(
+/// Apply one watch event to `cache` and report the resulting changes. `store` is the
+/// shared informer's cache after the event: `cache` holds the same objects (`Arc`s),
+/// so it costs an index, not a copy. A list (`Init` … `InitDone`) is taken from
+/// `store` when it completes; objects that vanished meanwhile are reported deleted.
+pub fn apply_event<K: Kind>(
     cache: &Cache<K>,
-    relist: &mut Option<HashMap<(String, String), Arc<K>>>,
-    event: watcher::Event<K>,
+    event: &watcher::Event<K>,
+    store: &Store<K>,
 ) -> Vec<Change<K>> {
     let ident = |o: &K| {
         (
@@ -136,29 +137,23 @@ pub fn apply_event<K: Resource + Clone>(
     };
     match event {
         watcher::Event::Apply(o) => {
-            let new = Arc::new(o);
+            let new = store
+                .get(&ObjectRef::from_obj(o))
+                .unwrap_or_else(|| Arc::new(o.clone()));
             match cache.insert(Arc::clone(&new)) {
                 Some(old) => vec![Change::Updated { old, new }],
                 None => vec![Change::Added(new)],
             }
         }
         watcher::Event::Delete(o) => {
-            let (ns, name) = ident(&o);
+            let (ns, name) = ident(o);
             cache.remove(&ns, &name);
-            vec![Change::Deleted(Arc::new(o))]
+            vec![Change::Deleted(Arc::new(o.clone()))]
         }
-        watcher::Event::Init => {
-            *relist = Some(HashMap::new());
-            Vec::new()
-        }
-        watcher::Event::InitApply(o) => {
-            relist
-                .get_or_insert_with(HashMap::new)
-                .insert(ident(&o), Arc::new(o));
-            Vec::new()
-        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => Vec::new(),
         watcher::Event::InitDone => {
-            let listed = relist.take().unwrap_or_default();
+            let listed: HashMap<(String, String), Arc<K>> =
+                store.state().into_iter().map(|o| (ident(&o), o)).collect();
             let mut changes = Vec::new();
             for old in cache.list_all() {
                 let id = ident(&old);
@@ -178,46 +173,34 @@ pub fn apply_event<K: Resource + Clone>(
     }
 }
 
-/// Watch `api` into `cache` until `shutdown`, calling `handler` after each change is
-/// stored. `synced` turns true after the first complete list.
+/// Follow the shared informer of `K` into `cache` until `shutdown`, calling `handler`
+/// after each change is stored. `synced` turns true after the first complete list.
 pub async fn run<K, F>(
-    api: Api<K>,
+    informers: Informers,
+    client: Client,
     cache: Arc<Cache<K>>,
     synced: watch::Sender<bool>,
     handler: F,
     shutdown: CancellationToken,
 ) where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    F: Fn(Change<K>),
+    K: Kind,
+    F: Fn(Change<K>) + Send + 'static,
 {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
-    tokio::pin!(stream);
-    let mut relist = None;
-    loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            e = stream.next() => e,
-        };
-        match event {
-            None => return,
-            Some(Err(e)) => warn!(kind = %K::kind(&()), "watch failed: {e}"),
-            Some(Ok(ev)) => {
-                let done = matches!(ev, watcher::Event::InitDone);
-                for change in apply_event(&cache, &mut relist, ev) {
-                    handler(change);
-                }
-                if done {
-                    synced.send_replace(true);
-                }
+    let token = shutdown.clone();
+    informers
+        .get::<K>(&client)
+        .subscribe(move |event, _, store| {
+            if token.is_cancelled() {
+                return;
             }
-        }
-    }
+            for change in apply_event(&cache, event, store) {
+                handler(change);
+            }
+            if matches!(event, watcher::Event::InitDone) {
+                synced.send_replace(true);
+            }
+        });
+    shutdown.cancelled().await;
 }
 
 /// Wait until every receiver reports a complete list; false on shutdown.
@@ -312,7 +295,7 @@ mod tests {
     #[test]
     fn events_update_cache_and_report_changes() {
         let cache = Cache::default();
-        let mut relist = None;
+        let (store, mut writer) = kube::runtime::reflector::store();
         let steps: Vec<(watcher::Event<ConfigMap>, Vec<&str>)> = vec![
             (watcher::Event::Init, vec![]),
             (watcher::Event::InitApply(cm("a", "1")), vec![]),
@@ -327,13 +310,19 @@ mod tests {
             (watcher::Event::InitDone, vec!["delete b", "update a 2->5"]),
         ];
         for (ev, want) in steps {
-            let got = describe(&apply_event(&cache, &mut relist, ev));
+            writer.apply_watcher_event(&ev);
+            let got = describe(&apply_event(&cache, &ev, &store));
             assert_eq!(got, want);
         }
         assert_eq!(cache.len(), 1);
-        assert_eq!(
-            cache.get("ns", "a").and_then(|o| o.resource_version()),
-            Some("5".into())
+        let a = cache.get("ns", "a").expect("a cached");
+        assert_eq!(a.resource_version(), Some("5".into()));
+        let shared = store
+            .get(&ObjectRef::new("a").within("ns"))
+            .expect("a stored");
+        assert!(
+            Arc::ptr_eq(&a, &shared),
+            "the cache shares the store's object"
         );
         assert!(cache.list("other").is_empty());
     }

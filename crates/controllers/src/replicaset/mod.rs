@@ -40,7 +40,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -111,16 +110,18 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     {
         let c = Arc::clone(&ctl);
-        tasks.spawn(informer::run(
-            Api::<ReplicaSet>::all(client.clone()),
+        tasks.spawn(informer::run::<ReplicaSet, _>(
+            opts.informers.clone(),
+            client.clone(),
             Arc::clone(&ctl.replica_sets),
             rs_tx,
             move |ch| c.on_replica_set(ch),
             shutdown.clone(),
         ));
         let c = Arc::clone(&ctl);
-        tasks.spawn(informer::run(
-            Api::<Pod>::all(client),
+        tasks.spawn(informer::run::<Pod, _>(
+            opts.informers.clone(),
+            client.clone(),
             Arc::clone(&ctl.pods),
             pod_tx,
             move |ch| c.on_pod(ch),

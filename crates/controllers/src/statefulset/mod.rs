@@ -24,7 +24,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -45,9 +44,9 @@ pub const COMPONENT: &str = "statefulset-controller";
 struct Ctx {
     client: Client,
     recorder: Recorder,
-    sets: Store<StatefulSet>,
-    pods: Store<Pod>,
-    revisions: Store<ControllerRevision>,
+    sets: crate::informers::SharedStore<StatefulSet>,
+    pods: crate::informers::SharedStore<Pod>,
+    revisions: crate::informers::SharedStore<ControllerRevision>,
 }
 
 fn set_of(store: &Store<StatefulSet>, ns: &str, name: &str, uid: &str) -> Option<Arc<StatefulSet>> {
@@ -117,9 +116,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     let queue = WorkQueue::<String>::new(opts.backoff);
     let q = Arc::clone(&queue);
-    let (sets, set_task) = workload::spawn_cache(
-        Api::<StatefulSet>::all(client.clone()),
-        watcher::Config::default(),
+    let (sets, set_task) = workload::spawn_cache::<StatefulSet, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, StatefulSet>| match c {
             Change::Applied { new, .. } => q.add(key_of(&new.metadata)),
@@ -128,16 +127,14 @@ pub async fn run(
         },
     );
     let (q, s) = (Arc::clone(&queue), sets.clone());
-    let (pods, pod_task) = workload::spawn_cache(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        move |c| on_pod(c, &s, &q),
-    );
+    let (pods, pod_task) =
+        workload::spawn_cache::<Pod, _>(&opts.informers, &client, shutdown.clone(), move |c| {
+            on_pod(c, &s, &q)
+        });
     let (q, s) = (Arc::clone(&queue), sets.clone());
-    let (revisions, rev_task) = workload::spawn_cache(
-        Api::<ControllerRevision>::all(client.clone()),
-        watcher::Config::default(),
+    let (revisions, rev_task) = workload::spawn_cache::<ControllerRevision, _>(
+        &opts.informers,
+        &client,
         shutdown.clone(),
         move |c: Change<'_, ControllerRevision>| {
             let meta = match &c {
