@@ -207,8 +207,16 @@ impl SchedulingQueue {
     }
 
     /// To backoffQ if the backoff has not expired, else to activeQ.
+    ///
+    /// As upstream, a pod that no plugin rejected (e.g. "no nodes available") goes to
+    /// errorBackoffQ, which is never popped before its backoff expires: otherwise an
+    /// idle scheduler would retry it in a hot loop.
     fn put_active_or_backoff(&mut self, uid: &str, now: Instant) {
-        self.put_active_or_backoff_of(uid, now, false);
+        let error = self
+            .entries
+            .get(uid)
+            .is_some_and(|e| e.qp.unschedulable_plugins.is_empty());
+        self.put_active_or_backoff_of(uid, now, error);
     }
 
     /// As [`Self::put_active_or_backoff`]; `error` picks errorBackoffQ.
@@ -654,6 +662,29 @@ mod tests {
         assert_eq!(q.location(&p.uid), Some(Location::ErrorBackoff));
         assert_eq!(q.next_backoff_expiry(), Some(t1 + Duration::from_secs(2)));
         assert!(!q.has_ready());
+    }
+
+    #[test]
+    fn a_failure_no_plugin_explains_waits_out_its_backoff() {
+        // "no nodes available": no plugin rejected the pod, so no event can be known
+        // to help; it is retried after its backoff, never at once (no hot loop).
+        let mut q = q();
+        let t0 = Instant::now();
+        let p = pod("p").build();
+        q.add(p.clone(), 0, t0);
+        q.pop(t0).expect("pod");
+        q.requeue_unschedulable(&p.uid, PluginSet::default(), t0);
+        assert_eq!(q.location(&p.uid), Some(Location::ErrorBackoff));
+        assert!(q.pop(t0).is_none(), "not popped early");
+        let t1 = t0 + Duration::from_secs(1);
+        q.flush_backoff(t1);
+        assert_eq!(q.pop(t1).expect("after backoff").attempts, 2);
+        q.requeue_unschedulable(&p.uid, PluginSet::default(), t1);
+        assert_eq!(q.next_backoff_expiry(), Some(t1 + Duration::from_secs(2)));
+        // A cluster event while it backs off keeps it in errorBackoffQ.
+        q.move_all(set(&[PluginId::NodeResourcesFit]), t1);
+        assert_eq!(q.location(&p.uid), Some(Location::ErrorBackoff));
+        assert!(q.pop(t1).is_none());
     }
 
     #[test]
