@@ -8,7 +8,10 @@
 //! 3. a `flotilla server` child process (or an in-process server): idle memory;
 //!    pod creates/s and latency at concurrency 1 and 64; single-pod GET latency;
 //!    watch delivery delays with many watchers; full LISTs of 10k and 100k pods;
-//!    memory once loaded.
+//!    memory once loaded. The server runs whole (controllers and scheduler too), but
+//!    the pods name a scheduler that does not run ([`load::UNSCHEDULED`]), so they stay
+//!    pending untouched and the figures are the API server's, not the cost of the
+//!    scheduler's failures (a status patch and an event per pod with no nodes).
 //!
 //! `flotilla bench control-plane` (module [`control_plane`]) measures the
 //! scheduler, the controllers and memory at scale with hollow nodes instead.

@@ -29,6 +29,20 @@ pub fn pod_json(name: &str) -> Bytes {
     ))
 }
 
+/// `spec.schedulerName` of the API benchmark's pods: no such scheduler runs, so they
+/// stay pending and untouched (scheduling is measured by `bench control-plane`).
+pub const UNSCHEDULED: &str = "flotilla-bench-unscheduled";
+
+/// [`pod_json`] for a scheduler that does not run ([`UNSCHEDULED`]).
+pub fn unscheduled_pod_json(name: &str) -> Bytes {
+    let pod = String::from_utf8_lossy(&pod_json(name)).replacen(
+        "\"spec\":{",
+        &format!("\"spec\":{{\"schedulerName\":\"{UNSCHEDULED}\","),
+        1,
+    );
+    Bytes::from(pod)
+}
+
 /// The collection path of the benchmark namespace's pods.
 pub fn pods_path() -> String {
     format!("/api/v1/namespaces/{NAMESPACE}/pods")
@@ -88,7 +102,7 @@ pub async fn create_pods(
         concurrency,
         total,
         deadline,
-        move |i| pod_json(&format!("{prefix}-{i:07}")),
+        move |i| unscheduled_pod_json(&format!("{prefix}-{i:07}")),
     )
     .await?;
     Ok(figures)
@@ -404,7 +418,7 @@ pub async fn watch_latency(
             break;
         }
         tick.tick().await;
-        let body = pod_json(&format!("{PREFIX}-{i:07}"));
+        let body = unscheduled_pod_json(&format!("{PREFIX}-{i:07}"));
         let t = Instant::now();
         conn.call(Method::POST, &base, Some(body), &[StatusCode::CREATED])
             .await?;
@@ -462,6 +476,14 @@ mod tests {
         assert_eq!(v["metadata"]["name"], "web-0000001");
         assert_eq!(v["metadata"]["namespace"], NAMESPACE);
         assert!((1300..=1800).contains(&body.len()), "{} bytes", body.len());
+    }
+
+    #[test]
+    fn unscheduled_pods_name_a_scheduler_that_does_not_run() {
+        let body = unscheduled_pod_json("web-0000001");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("pod JSON");
+        assert_eq!(v["spec"]["schedulerName"], UNSCHEDULED);
+        assert_eq!(v["spec"]["containers"][0]["name"], "web");
     }
 
     #[test]

@@ -226,7 +226,11 @@ impl<K: Kind> SharedInformer<K> {
         let inf = Self::new();
         let shared = Arc::clone(&inf.shared);
         tokio::spawn(async move {
-            let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+            // As upstream's controller manager, the cache drops `managedFields`: no
+            // controller reads them and they are a large part of every object.
+            let stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut K| o.meta_mut().managed_fields = None);
             let mut stream = std::pin::pin!(stream);
             loop {
                 tokio::select! {

@@ -113,8 +113,10 @@ async fn forward<K>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
+    // As upstream's scheduler, objects are kept without `managedFields`.
     let mut stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .boxed();
     let mut known: HashSet<String> = HashSet::new();
     let mut listing: Option<HashSet<String>> = None;
