@@ -186,6 +186,8 @@ struct Dispatch<K: Kind> {
 
 struct Subscriber<K: Kind> {
     handler: Handler<K>,
+    /// The subscriber's lifetime: once cancelled, it is dropped and never called.
+    token: CancellationToken,
     /// Subscribed during a list: waits for its end and gets a replay then.
     pending: bool,
 }
@@ -255,8 +257,8 @@ impl<K: Kind> SharedInformer<K> {
     }
 
     /// Call `handler` on every event from now on (after a replay of what the cache
-    /// holds, if it has listed already).
-    pub fn subscribe<F>(&self, handler: F)
+    /// holds, if it has listed already) until `token` is cancelled.
+    pub fn subscribe<F>(&self, token: CancellationToken, handler: F)
     where
         F: FnMut(&watcher::Event<K>, Option<Arc<K>>, &Store<K>) + Send + 'static,
     {
@@ -270,7 +272,11 @@ impl<K: Kind> SharedInformer<K> {
                 false
             }
         };
-        d.handlers.push(Subscriber { handler, pending });
+        d.handlers.push(Subscriber {
+            handler,
+            token,
+            pending,
+        });
     }
 }
 
@@ -293,6 +299,7 @@ impl<K: Kind> Shared<K> {
         if done {
             self.ready.send_replace(true);
         }
+        d.handlers.retain(|sub| !sub.token.is_cancelled());
         for sub in d.handlers.iter_mut() {
             if sub.pending {
                 if done {
@@ -341,7 +348,7 @@ mod tests {
     fn recorder(inf: &SharedInformer<ConfigMap>) -> Arc<Mutex<Vec<String>>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = Arc::clone(&seen);
-        inf.subscribe(move |ev, old, store| {
+        inf.subscribe(CancellationToken::new(), move |ev, old, store| {
             let val = |c: &ConfigMap| {
                 format!(
                     "{}={}",
@@ -389,6 +396,20 @@ mod tests {
         assert_eq!(take(&a), want);
         assert_eq!(take(&b), want);
         assert!(inf.store().state().is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_subscriber_is_dropped() {
+        let inf = SharedInformer::<ConfigMap>::new();
+        let token = CancellationToken::new();
+        let calls = Arc::new(Mutex::new(0));
+        let c = Arc::clone(&calls);
+        inf.subscribe(token.clone(), move |_, _, _| *lock(&c) += 1);
+        inf.shared.dispatch(watcher::Event::Apply(cm("x", "1")));
+        token.cancel();
+        inf.shared.dispatch(watcher::Event::Apply(cm("x", "2")));
+        assert_eq!(*lock(&calls), 1);
+        assert!(lock(&inf.shared.dispatch).handlers.is_empty());
     }
 
     #[test]

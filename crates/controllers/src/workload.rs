@@ -57,17 +57,11 @@ where
     H: Fn(Change<'_, K>) + Send + Sync + 'static,
 {
     let informer = informers.get::<K>(client);
-    let token = shutdown.clone();
-    informer.subscribe(move |event, old, _| {
-        if token.is_cancelled() {
-            return;
-        }
-        match event {
-            Event::Apply(o) | Event::InitApply(o) => handler(Change::Applied { old, new: o }),
-            Event::Delete(o) => handler(Change::Deleted(o)),
-            Event::InitDone => handler(Change::Resynced),
-            Event::Init => {}
-        }
+    informer.subscribe(shutdown.clone(), move |event, old, _| match event {
+        Event::Apply(o) | Event::InitApply(o) => handler(Change::Applied { old, new: o }),
+        Event::Delete(o) => handler(Change::Deleted(o)),
+        Event::InitDone => handler(Change::Resynced),
+        Event::Init => {}
     });
     let task = tokio::spawn(async move { shutdown.cancelled().await });
     (informer.store(), task)

@@ -99,11 +99,7 @@ where
     F: FnMut(&watcher::Event<K>, &Store<K>) + Send + 'static,
 {
     let informer = informers.get::<K>(client);
-    informer.subscribe(move |ev, _, store| {
-        if !token.is_cancelled() {
-            on_event(ev, store);
-        }
-    });
+    informer.subscribe(token, move |ev, _, store| on_event(ev, store));
     informer.store()
 }
 

@@ -186,13 +186,9 @@ pub async fn run<K, F>(
     K: Kind,
     F: Fn(Change<K>) + Send + 'static,
 {
-    let token = shutdown.clone();
     informers
         .get::<K>(&client)
-        .subscribe(move |event, _, store| {
-            if token.is_cancelled() {
-                return;
-            }
+        .subscribe(shutdown.clone(), move |event, _, store| {
             for change in apply_event(&cache, event, store) {
                 handler(change);
             }
