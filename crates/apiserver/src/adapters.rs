@@ -102,7 +102,7 @@ pub fn record_managed_fields(
     api_version: &str,
 ) {
     let now = crate::registry::now_rfc3339();
-    *new = api::patch::update_managed_fields(old, new, manager, "Update", api_version, &now);
+    api::patch::record_managed_fields(old, new, manager, "Update", api_version, None, &now);
 }
 
 /// Server-side apply through the `api` crate, mapping conflicts to 409.

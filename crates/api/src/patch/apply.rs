@@ -434,23 +434,25 @@ fn without_managed_fields(object: &Value) -> Value {
 
 /// Sets (or removes) `metadata.managedFields`.
 fn with_managed_fields(mut object: Value, managers: &Managers) -> Value {
+    set_managed_fields(&mut object, managers);
+    object
+}
+
+/// Sets (or removes) `metadata.managedFields` in place.
+fn set_managed_fields(object: &mut Value, managers: &Managers) {
     let encoded = managers.encode();
-    if let Value::Object(map) = &mut object {
+    if let Value::Object(map) = object {
         let metadata = map
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(metadata) = metadata {
-            match encoded {
-                Some(list) => {
-                    metadata.insert("managedFields".into(), list);
-                }
-                None => {
-                    metadata.shift_remove("managedFields");
-                }
+            // Removed first, so the list ends metadata wherever it was before.
+            metadata.shift_remove("managedFields");
+            if let Some(list) = encoded {
+                metadata.insert("managedFields".into(), list);
             }
         }
     }
-    object
 }
 
 /// Removes `null` members of objects at every depth (upstream's typed objects omit them).
@@ -498,11 +500,7 @@ fn changes(
     workflow: Option<&(String, String, String, String)>,
     filter: impl Fn(&Set) -> Set,
 ) -> Ownership {
-    let cmp = typed::compare(
-        &typed::materialized(old, node),
-        &typed::materialized(new, node),
-        node,
-    );
+    let cmp = typed::compare_materializing(old, new, node);
     let changed = filter(&cmp.modified.union(&cmp.added));
     let removed = filter(&cmp.removed);
     let conflicts = managers
@@ -552,6 +550,30 @@ pub fn update_managed_fields_for_subresource(
     subresource: Option<&str>,
     now: &str,
 ) -> Value {
+    let mut out = new.clone();
+    record_managed_fields(
+        old,
+        &mut out,
+        manager,
+        operation,
+        api_version,
+        subresource,
+        now,
+    );
+    out
+}
+
+/// [`update_managed_fields_for_subresource`] in place: sets `new`'s
+/// `metadata.managedFields` without copying the object.
+pub fn record_managed_fields(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
     let definition = definition_of(new);
     let node = Node::root(definition.as_deref());
     let subresource = subresource.unwrap_or_default();
@@ -571,12 +593,16 @@ pub fn update_managed_fields_for_subresource(
             },
         }
     };
-    let new_clean = without_managed_fields(new);
-    let old_clean = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
-
-    let own = changes(&old_clean, &new_clean, node, &managers, None, Set::clone);
+    // `changes` leaves managedFields out of the comparison.
+    let empty = Value::Object(Map::new());
+    let own = changes(
+        old.unwrap_or(&empty),
+        new,
+        node,
+        &managers,
+        None,
+        Set::clone,
+    );
     for (i, set) in &own.conflicts {
         managers.0[*i].set = managers.0[*i].set.difference(set);
     }
@@ -606,7 +632,7 @@ pub fn update_managed_fields_for_subresource(
     }
     managers.drop_empty();
     managers.cap_updaters();
-    with_managed_fields(new_clean, &managers)
+    set_managed_fields(new, &managers);
 }
 
 /// Applies `applied` (the decoded `application/apply-patch+yaml` body) for `manager`.

@@ -27,8 +27,9 @@ mod typed;
 mod zero;
 
 pub use apply::{
-    ApplyError, Conflict, server_side_apply, server_side_apply_for_subresource,
-    update_managed_fields, update_managed_fields_for_subresource,
+    ApplyError, Conflict, record_managed_fields, server_side_apply,
+    server_side_apply_for_subresource, update_managed_fields,
+    update_managed_fields_for_subresource,
 };
 pub use json::json_patch;
 pub use merge::merge_patch;

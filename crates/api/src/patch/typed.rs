@@ -237,34 +237,300 @@ pub(crate) struct Comparison {
 /// Compares `lhs` (old) with `rhs` (new), as upstream's `Compare`.
 pub(crate) fn compare(lhs: &Value, rhs: &Value, node: Node) -> Comparison {
     let mut cmp = Comparison::default();
-    compare_at(Some(lhs), Some(rhs), node, &mut Vec::new(), &mut cmp);
+    let walk = Walk {
+        materialize: false,
+        skip_managed_fields: false,
+    };
+    walk.compare_at(Some(lhs), Some(rhs), node, &mut Vec::new(), &mut cmp);
     cmp
 }
 
-fn compare_at(
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-    node: Node,
-    path: &mut Path,
-    cmp: &mut Comparison,
-) {
-    let is_leaf = compare_kind(lhs, rhs, node, path, cmp);
-    if !is_leaf {
-        if lhs.is_none() {
-            cmp.added.insert(path);
-        } else if rhs.is_none() {
-            cmp.removed.insert(path);
+/// What [`compare`] finds between the [`materialized`] copies of `lhs` and `rhs`,
+/// leaving out `metadata.managedFields` (which no manager owns), without making those
+/// copies: equal subtrees are skipped before anything is filled in, and the zero-valued
+/// fields are filled in only where the two sides differ. A write usually changes a
+/// small part of an object (a pod's status, its `nodeName`), and materializing both
+/// whole versions took a quarter of the API server's CPU under load.
+pub(crate) fn compare_materializing(lhs: &Value, rhs: &Value, node: Node) -> Comparison {
+    let mut cmp = Comparison::default();
+    let walk = Walk {
+        materialize: true,
+        skip_managed_fields: true,
+    };
+    walk.compare_at(Some(lhs), Some(rhs), node, &mut Vec::new(), &mut cmp);
+    cmp
+}
+
+/// How a comparison walks the two objects.
+#[derive(Clone, Copy)]
+struct Walk {
+    /// Treat both sides as if [`materialize`]d (zero-valued fields filled in).
+    materialize: bool,
+    /// Leave `metadata.managedFields` out of the comparison.
+    skip_managed_fields: bool,
+}
+
+static ZERO_STRUCT: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| Value::Object(Map::new()));
+static ZERO_NULL: Value = Value::Null;
+
+/// The zero-valued fields [`materialize`] fills into an object at `node`.
+fn struct_zeros(node: Node) -> &'static [(&'static str, &'static str, super::zero::Zero)] {
+    match node.shape() {
+        Shape::Struct { name, .. } => zero_fields(name),
+        _ => &[],
+    }
+}
+
+fn zero_ref(zero: super::zero::Zero) -> &'static Value {
+    match zero {
+        super::zero::Zero::Struct => &ZERO_STRUCT,
+        super::zero::Zero::Null => &ZERO_NULL,
+    }
+}
+
+impl Walk {
+    fn compare_at(
+        self,
+        lhs: Option<&Value>,
+        rhs: Option<&Value>,
+        node: Node,
+        path: &mut Path,
+        cmp: &mut Comparison,
+    ) {
+        let is_leaf = self.compare_kind(lhs, rhs, node, path, cmp);
+        if !is_leaf {
+            if lhs.is_none() {
+                cmp.added.insert(path);
+            } else if rhs.is_none() {
+                cmp.removed.insert(path);
+            }
+        }
+    }
+
+    /// True if `value` is null, absent or an empty list or object, once materialized.
+    fn is_empty(self, value: Option<&Value>, node: Node) -> bool {
+        match value {
+            Some(Value::Object(m)) if self.materialize => {
+                m.is_empty() && struct_zeros(node).is_empty()
+            }
+            _ => is_empty_container(value),
+        }
+    }
+
+    /// Compares one position; returns true if it was handled as a leaf.
+    fn compare_kind(
+        self,
+        lhs: Option<&Value>,
+        rhs: Option<&Value>,
+        node: Node,
+        path: &mut Path,
+        cmp: &mut Comparison,
+    ) -> bool {
+        // Equal subtrees (equal once materialized too) hold no changes.
+        if let (Some(l), Some(r)) = (lhs, rhs)
+            && l == r
+        {
+            return true;
+        }
+        let kind = effective_kind(lhs, rhs, node);
+        match kind {
+            Kind::Scalar
+            | Kind::List {
+                kind: ListKind::Atomic,
+                ..
+            }
+            | Kind::Map { atomic: true, .. } => {
+                self.leaf(lhs, rhs, node, path, cmp);
+                true
+            }
+            _ if kinds_differ(lhs, rhs, node) => {
+                self.leaf(lhs, rhs, node, path, cmp);
+                true
+            }
+            _ if self.is_empty(lhs, node) && self.is_empty(rhs, node) => {
+                self.leaf(lhs, rhs, node, path, cmp);
+                true
+            }
+            Kind::List { items, kind } => {
+                let l = lhs
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let r = rhs
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                // Materializing an item never adds a list key: the zero-valued fields
+                // are structs and non-omitempty pointers, slices and maps.
+                let (Some(lpe), Some(rpe)) =
+                    (item_elements(l, items, kind), item_elements(r, items, kind))
+                else {
+                    self.leaf(lhs, rhs, node, path, cmp);
+                    return true;
+                };
+                self.compare_lists(l, &lpe, r, &rpe, items, path, cmp);
+                false
+            }
+            Kind::Map { node, .. } => {
+                let empty = Map::new();
+                let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
+                let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
+                let zeros = if self.materialize {
+                    struct_zeros(node)
+                } else {
+                    &[]
+                };
+                let l_zeros = lhs.is_some_and(Value::is_object);
+                let r_zeros = rhs.is_some_and(Value::is_object);
+                let skip = self.skip_managed_fields
+                    && matches!(path.as_slice(), [PathElement::Field(f)] if f == "metadata");
+                let keys = l
+                    .keys()
+                    .map(String::as_str)
+                    .chain(r.keys().map(String::as_str).filter(|k| !l.contains_key(*k)))
+                    .chain(
+                        zeros
+                            .iter()
+                            .map(|z| z.1)
+                            .filter(|k| !l.contains_key(*k) && !r.contains_key(*k)),
+                    );
+                for key in keys {
+                    if skip && key == "managedFields" {
+                        continue;
+                    }
+                    let (child, _) = field_node(node, key);
+                    path.push(PathElement::Field(key.to_string()));
+                    let lv = side(l, l_zeros, zeros, key);
+                    let rv = side(r, r_zeros, zeros, key);
+                    self.compare_at(lv, rv, child, path, cmp);
+                    path.pop();
+                }
+                false
+            }
+        }
+    }
+
+    fn leaf(
+        self,
+        lhs: Option<&Value>,
+        rhs: Option<&Value>,
+        node: Node,
+        path: &Path,
+        cmp: &mut Comparison,
+    ) {
+        match (lhs, rhs) {
+            (None, Some(_)) => cmp.added.insert(path),
+            (Some(_), None) => cmp.removed.insert(path),
+            (Some(l), Some(r)) if !self.equal(l, r, node) => cmp.modified.insert(path),
+            _ => {}
+        }
+    }
+
+    /// [`values_equal`] of the two values as this walk sees them.
+    fn equal(self, l: &Value, r: &Value, node: Node) -> bool {
+        if l == r {
+            return true;
+        }
+        if self.materialize && (l.is_object() || l.is_array()) {
+            values_equal(&materialized(l, node), &materialized(r, node))
+        } else {
+            values_equal(l, r)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn compare_lists(
+        self,
+        l: &[Value],
+        lpe: &[PathElement],
+        r: &[Value],
+        rpe: &[PathElement],
+        items: Node,
+        path: &mut Path,
+        cmp: &mut Comparison,
+    ) {
+        // Group the items of each side by element, keeping first-seen order.
+        let mut order: Vec<&PathElement> = Vec::new();
+        let lg = group(l, lpe);
+        let rg = group(r, rpe);
+        for (pe, _) in &lg {
+            order.push(pe);
+        }
+        for (pe, _) in &rg {
+            if !order.contains(&pe) {
+                order.push(pe);
+            }
+        }
+        for pe in order {
+            let lv: &[&Value] = lg
+                .iter()
+                .find(|(p, _)| p == pe)
+                .map(|(_, g)| g.as_slice())
+                .unwrap_or_default();
+            let rv: &[&Value] = rg
+                .iter()
+                .find(|(p, _)| p == pe)
+                .map(|(_, g)| g.as_slice())
+                .unwrap_or_default();
+            path.push(pe.clone());
+            match (lv.len(), rv.len()) {
+                (0, 0) => {}
+                (0 | 1, 0 | 1) => {
+                    self.compare_at(lv.first().copied(), rv.first().copied(), items, path, cmp)
+                }
+                (l, r) if l >= 2 && r >= 2 => {
+                    if lv.len() != rv.len()
+                        || lv.iter().zip(rv).any(|(a, b)| !self.equal(a, b, items))
+                    {
+                        cmp.modified.insert(path);
+                    }
+                }
+                (l, _) if l >= 2 => {
+                    if let Some(r) = rv.first() {
+                        self.compare_at(None, Some(r), items, path, cmp);
+                    }
+                    cmp.removed.insert(path);
+                }
+                _ => {
+                    if let Some(l) = lv.first() {
+                        self.compare_at(Some(l), None, items, path, cmp);
+                    }
+                    cmp.added.insert(path);
+                }
+            }
+            path.pop();
         }
     }
 }
 
-fn leaf(lhs: Option<&Value>, rhs: Option<&Value>, path: &Path, cmp: &mut Comparison) {
-    match (lhs, rhs) {
-        (None, Some(_)) => cmp.added.insert(path),
-        (Some(_), None) => cmp.removed.insert(path),
-        (Some(l), Some(r)) if !values_equal(l, r) => cmp.modified.insert(path),
-        _ => {}
+/// The field `key` of an object side of a comparison: its member, or the zero value
+/// materializing fills in (`fill`: the side is an object).
+fn side<'a>(
+    map: &'a Map<String, Value>,
+    fill: bool,
+    zeros: &'static [(&'static str, &'static str, super::zero::Zero)],
+    key: &str,
+) -> Option<&'a Value> {
+    map.get(key).or_else(|| {
+        if fill {
+            zeros.iter().find(|z| z.1 == key).map(|z| zero_ref(z.2))
+        } else {
+            None
+        }
+    })
+}
+
+/// The items of a list grouped by path element, in first-seen order.
+fn group<'a>(list: &'a [Value], pes: &[PathElement]) -> Vec<(PathElement, Vec<&'a Value>)> {
+    let mut groups: Vec<(PathElement, Vec<&'a Value>)> = Vec::new();
+    for (item, pe) in list.iter().zip(pes) {
+        match groups.iter_mut().find(|(p, _)| p == pe) {
+            Some((_, g)) => g.push(item),
+            None => groups.push((pe.clone(), vec![item])),
+        }
     }
+    groups
 }
 
 fn is_empty_container(value: Option<&Value>) -> bool {
@@ -273,135 +539,6 @@ fn is_empty_container(value: Option<&Value>) -> bool {
         Some(Value::Array(a)) => a.is_empty(),
         Some(Value::Object(m)) => m.is_empty(),
         _ => false,
-    }
-}
-
-/// Compares one position; returns true if it was handled as a leaf.
-fn compare_kind(
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-    node: Node,
-    path: &mut Path,
-    cmp: &mut Comparison,
-) -> bool {
-    let kind = effective_kind(lhs, rhs, node);
-    match kind {
-        Kind::Scalar
-        | Kind::List {
-            kind: ListKind::Atomic,
-            ..
-        }
-        | Kind::Map { atomic: true, .. } => {
-            leaf(lhs, rhs, path, cmp);
-            true
-        }
-        _ if kinds_differ(lhs, rhs, node) => {
-            leaf(lhs, rhs, path, cmp);
-            true
-        }
-        _ if is_empty_container(lhs) && is_empty_container(rhs) => {
-            leaf(lhs, rhs, path, cmp);
-            true
-        }
-        Kind::List { items, kind } => {
-            let l = lhs
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let r = rhs
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let (Some(lpe), Some(rpe)) =
-                (item_elements(l, items, kind), item_elements(r, items, kind))
-            else {
-                leaf(lhs, rhs, path, cmp);
-                return true;
-            };
-            compare_lists(l, &lpe, r, &rpe, items, path, cmp);
-            false
-        }
-        Kind::Map { node, .. } => {
-            let empty = Map::new();
-            let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
-            let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
-            for key in l.keys().chain(r.keys().filter(|k| !l.contains_key(*k))) {
-                let (child, _) = field_node(node, key);
-                path.push(PathElement::Field(key.clone()));
-                compare_at(l.get(key), r.get(key), child, path, cmp);
-                path.pop();
-            }
-            false
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn compare_lists(
-    l: &[Value],
-    lpe: &[PathElement],
-    r: &[Value],
-    rpe: &[PathElement],
-    items: Node,
-    path: &mut Path,
-    cmp: &mut Comparison,
-) {
-    // Group the items of each side by element, keeping first-seen order.
-    let mut order: Vec<&PathElement> = Vec::new();
-    let group = |list: &[Value], pes: &[PathElement]| {
-        let mut groups: Vec<(PathElement, Vec<Value>)> = Vec::new();
-        for (item, pe) in list.iter().zip(pes) {
-            match groups.iter_mut().find(|(p, _)| p == pe) {
-                Some((_, g)) => g.push(item.clone()),
-                None => groups.push((pe.clone(), vec![item.clone()])),
-            }
-        }
-        groups
-    };
-    let lg = group(l, lpe);
-    let rg = group(r, rpe);
-    for (pe, _) in &lg {
-        order.push(pe);
-    }
-    for (pe, _) in &rg {
-        if !order.contains(&pe) {
-            order.push(pe);
-        }
-    }
-    for pe in order {
-        let lv: &[Value] = lg
-            .iter()
-            .find(|(p, _)| p == pe)
-            .map(|(_, g)| g.as_slice())
-            .unwrap_or_default();
-        let rv: &[Value] = rg
-            .iter()
-            .find(|(p, _)| p == pe)
-            .map(|(_, g)| g.as_slice())
-            .unwrap_or_default();
-        path.push(pe.clone());
-        match (lv.len(), rv.len()) {
-            (0, 0) => {}
-            (0 | 1, 0 | 1) => compare_at(lv.first(), rv.first(), items, path, cmp),
-            (l, r) if l >= 2 && r >= 2 => {
-                if lv.len() != rv.len() || lv.iter().zip(rv).any(|(a, b)| !values_equal(a, b)) {
-                    cmp.modified.insert(path);
-                }
-            }
-            (l, _) if l >= 2 => {
-                if let Some(r) = rv.first() {
-                    compare_at(None, Some(r), items, path, cmp);
-                }
-                cmp.removed.insert(path);
-            }
-            _ => {
-                if let Some(l) = lv.first() {
-                    compare_at(Some(l), None, items, path, cmp);
-                }
-                cmp.added.insert(path);
-            }
-        }
-        path.pop();
     }
 }
 
@@ -854,6 +991,114 @@ mod tests {
         ];
         for (value, want) in cases {
             assert_eq!(validate(&value, deployment_node()), want, "{value}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod lazy_compare_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What `compare_materializing` must equal: `compare` of the materialized copies,
+    /// without managedFields.
+    fn eager(lhs: &Value, rhs: &Value, node: Node) -> Comparison {
+        let strip = |v: &Value| {
+            let mut v = materialized(v, node);
+            if let Some(Value::Object(m)) = v.get_mut("metadata") {
+                m.shift_remove("managedFields");
+            }
+            v
+        };
+        compare(&strip(lhs), &strip(rhs), node)
+    }
+
+    fn pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "labels": {"app": "x"},
+                "managedFields": [{"manager": "m", "operation": "Update", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]},
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "busybox", "ports": [{"containerPort": 80}],
+                     "resources": {}, "env": [{"name": "X", "value": "1"}]},
+                    {"name": "b", "image": "busybox", "args": ["sleep", "1"]}
+                ],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "affinity": {"nodeAffinity": {}}
+            },
+            "status": {"phase": "Pending"}
+        })
+    }
+
+    #[test]
+    fn lazy_comparison_equals_the_materialized_one() {
+        let node = Node::root(Some("io.k8s.api.core.v1.Pod"));
+        let base = pod();
+        let mut cases: Vec<(Value, Value)> = vec![
+            (json!({}), base.clone()),
+            (base.clone(), json!({})),
+            (base.clone(), base.clone()),
+        ];
+        let edits: Vec<fn(&mut Value)> = vec![
+            |p| p["spec"]["nodeName"] = json!("n1"),
+            |p| {
+                p["status"] = json!({"phase": "Running", "podIP": "10.0.0.1",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "a", "ready": true, "state": {"running": {}}}]})
+            },
+            |p| p["status"] = json!({}),
+            |p| {
+                p["spec"]["containers"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("resources");
+            },
+            |p| {
+                if let Some(c) = p.pointer_mut("/spec/containers/1") {
+                    c["resources"] = json!({"limits": {"cpu": "1"}});
+                }
+            },
+            |p| {
+                p["spec"]["containers"].as_array_mut().unwrap().remove(0);
+            },
+            |p| {
+                p["spec"]["containers"][0]["ports"] =
+                    json!([{"containerPort": 80}, {"containerPort": 80}])
+            },
+            |p| {
+                p["spec"]["containers"][0]["env"] =
+                    json!([{"name": "X", "value": "2"}, {"name": "X", "value": "1"}])
+            },
+            |p| p["spec"]["affinity"] = json!(null),
+            |p| p["spec"]["affinity"] = json!({}),
+            |p| {
+                p["metadata"].as_object_mut().unwrap().remove("labels");
+            },
+            |p| p["metadata"]["managedFields"] = json!([]),
+            |p| p["spec"]["tolerations"] = json!("not a list"),
+            |p| p["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}]),
+        ];
+        for edit in &edits {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            cases.push((base.clone(), changed.clone()));
+            cases.push((changed.clone(), base.clone()));
+            for other in &edits {
+                let mut both = changed.clone();
+                other(&mut both);
+                cases.push((changed.clone(), both));
+            }
+        }
+        for (lhs, rhs) in &cases {
+            let lazy = compare_materializing(lhs, rhs, node);
+            let want = eager(lhs, rhs, node);
+            assert_eq!(
+                (&lazy.added, &lazy.modified, &lazy.removed),
+                (&want.added, &want.modified, &want.removed),
+                "{lhs}\n -> {rhs}"
+            );
         }
     }
 }
