@@ -35,6 +35,41 @@ impl CachedObject {
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
+
+    /// The raw JSON of the object's `metadata`, found without building the rest of
+    /// the object (metadata-only watches, such as the garbage collector's, receive
+    /// every write of their kind).
+    fn metadata_json(&self) -> Option<&serde_json::value::RawValue> {
+        #[derive(serde::Deserialize)]
+        struct MetadataOnly<'a> {
+            #[serde(borrow)]
+            metadata: Option<&'a serde_json::value::RawValue>,
+        }
+        serde_json::from_slice::<MetadataOnly>(&self.json)
+            .ok()
+            .and_then(|o| o.metadata)
+    }
+
+    /// The object's PartialObjectMetadata form, encoded.
+    pub fn partial_metadata_json(&self) -> Vec<u8> {
+        let metadata = self.metadata_json().map_or("null", |m| m.get());
+        let mut out = Vec::with_capacity(metadata.len() + 72);
+        out.extend_from_slice(
+            br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+        );
+        out.extend_from_slice(metadata.as_bytes());
+        out.push(b'}');
+        out
+    }
+
+    /// The object's PartialObjectMetadata form.
+    pub fn partial_metadata(&self) -> Value {
+        let metadata = self
+            .metadata_json()
+            .and_then(|m| serde_json::from_str(m.get()).ok())
+            .unwrap_or(Value::Null);
+        serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -169,7 +169,7 @@ pub async fn list(server: &ApiServer, r: &ResourceRoute, accept: &str) -> ApiRes
             Ok(json_response(200, &t))
         }
         Rendering::Metadata => {
-            let items: Vec<Value> = objs.iter().map(|o| partial_metadata(&o.value())).collect();
+            let items: Vec<Value> = objs.iter().map(|o| o.partial_metadata()).collect();
             let mut meta = json!({"resourceVersion": rev.to_string()});
             if let Some(c) = &cont {
                 meta["continue"] = json!(c);
@@ -235,7 +235,11 @@ pub async fn render_one(
 ) -> ApiResult<Response> {
     match rendering(accept) {
         Rendering::Full => Ok(bytes_response(200, obj.json.clone(), "application/json")),
-        Rendering::Metadata => Ok(json_response(200, &partial_metadata(&obj.value()))),
+        Rendering::Metadata => Ok(bytes_response(
+            200,
+            Bytes::from(obj.partial_metadata_json()),
+            "application/json",
+        )),
         Rendering::Table => {
             let v = obj.value();
             let t = crate::table::table(

@@ -39,7 +39,16 @@ impl Encoder {
                 out.extend_from_slice(b"}\n");
                 Bytes::from(out)
             }
-            Rendering::Metadata => line(kind, &crate::list::partial_metadata(&obj.value())),
+            Rendering::Metadata => {
+                let partial = obj.partial_metadata_json();
+                let mut out = Vec::with_capacity(partial.len() + 32);
+                out.extend_from_slice(b"{\"type\":\"");
+                out.extend_from_slice(kind.as_bytes());
+                out.extend_from_slice(b"\",\"object\":");
+                out.extend_from_slice(&partial);
+                out.extend_from_slice(b"}\n");
+                Bytes::from(out)
+            }
             Rendering::Table => {
                 let v = obj.value();
                 let mut t = crate::table::table(

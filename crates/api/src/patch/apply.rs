@@ -376,12 +376,11 @@ fn unix_seconds(time: &str) -> i64 {
 }
 
 /// The fields the server owns, never recorded for any manager.
-fn strip_server_fields(set: &Set) -> Set {
+fn strip_server_fields(mut set: Set) -> Set {
     let f = |name: &str| PathElement::Field(name.into());
-    let mut strip = Set::new();
-    strip.insert(&[f("apiVersion")]);
-    strip.insert(&[f("kind")]);
-    strip.insert(&[f("metadata")]);
+    set.remove(&[f("apiVersion")]);
+    set.remove(&[f("kind")]);
+    set.remove(&[f("metadata")]);
     for field in [
         "name",
         "namespace",
@@ -393,9 +392,9 @@ fn strip_server_fields(set: &Set) -> Set {
         "managedFields",
         "resourceVersion",
     ] {
-        strip.insert(&[f("metadata"), f(field)]);
+        set.remove(&[f("metadata"), f(field)]);
     }
-    set.difference(&strip)
+    set
 }
 
 /// Which top-level fields an apply through the main resource or a subresource ignores.
@@ -498,11 +497,11 @@ fn changes(
     node: Node,
     managers: &Managers,
     workflow: Option<&(String, String, String, String)>,
-    filter: impl Fn(&Set) -> Set,
+    filter: impl Fn(Set) -> Set,
 ) -> Ownership {
     let cmp = typed::compare_materializing(old, new, node);
-    let changed = filter(&cmp.modified.union(&cmp.added));
-    let removed = filter(&cmp.removed);
+    let changed = filter(cmp.modified.union_with(cmp.added));
+    let removed = filter(cmp.removed);
     let conflicts = managers
         .0
         .iter()
@@ -595,14 +594,7 @@ pub fn record_managed_fields(
     };
     // `changes` leaves managedFields out of the comparison.
     let empty = Value::Object(Map::new());
-    let own = changes(
-        old.unwrap_or(&empty),
-        new,
-        node,
-        &managers,
-        None,
-        Set::clone,
-    );
+    let own = changes(old.unwrap_or(&empty), new, node, &managers, None, |s| s);
     for (i, set) in &own.conflicts {
         managers.0[*i].set = managers.0[*i].set.difference(set);
     }
@@ -611,7 +603,7 @@ pub fn record_managed_fields(
             entry.set = entry.set.difference(&own.removed);
         }
     }
-    let current = strip_server_fields(&own.changed);
+    let current = strip_server_fields(own.changed);
     if !current.is_empty() {
         let entry = Entry {
             manager: manager_name(manager),
@@ -619,11 +611,11 @@ pub fn record_managed_fields(
             api_version: api_version.to_string(),
             subresource: subresource.to_string(),
             time: Some(now.to_string()),
-            set: current.clone(),
+            set: current,
         };
         match managers.get_mut(&entry.id()) {
             Some(previous) => {
-                previous.set = previous.set.union(&current);
+                previous.set = std::mem::take(&mut previous.set).union_with(entry.set);
                 previous.api_version = entry.api_version;
                 previous.time = entry.time;
             }
@@ -727,7 +719,7 @@ pub fn server_side_apply_for_subresource(
     }
 
     let subresource = subresource.unwrap_or_default();
-    let filter = |set: &Set| ignored(set, node, subresource);
+    let filter = |set: Set| ignored(&set, node, subresource);
     let mut managers = live.and_then(Managers::decode).unwrap_or_default();
     let live_clean = match live {
         Some(live) => without_managed_fields(live),
@@ -747,7 +739,7 @@ pub fn server_side_apply_for_subresource(
 
     let merged = typed::merge(&live_clean, applied, node);
     let last_set = managers.get(&id).map(|e| e.set.clone()).unwrap_or_default();
-    let config_set = filter(&typed::field_set(applied, node));
+    let config_set = filter(typed::field_set(applied, node));
     let previous_set = managers.get(&id).map(|e| e.set.clone());
     match managers.get_mut(&id) {
         Some(entry) => {
@@ -795,7 +787,7 @@ pub fn server_side_apply_for_subresource(
         }
     }
     if let Some(entry) = managers.get_mut(&id) {
-        entry.set = strip_server_fields(&entry.set);
+        entry.set = strip_server_fields(std::mem::take(&mut entry.set));
         let changed_object = !crate::patch::fieldpath::values_equal(&live_clean, &merged);
         let changed_entry = previous_set.as_ref() != Some(&entry.set);
         if changed_object || changed_entry || entry.time.is_none() {

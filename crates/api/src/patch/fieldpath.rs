@@ -358,6 +358,47 @@ impl Set {
         out.prune_empty()
     }
 
+    /// Paths in either set, consuming both (no copies of either).
+    pub fn union_with(mut self, mut other: Set) -> Set {
+        if self.is_empty() {
+            return other;
+        }
+        if other.is_empty() {
+            return self;
+        }
+        if self.members.len() < other.members.len() {
+            std::mem::swap(&mut self.members, &mut other.members);
+        }
+        self.members.append(&mut other.members);
+        for (pe, child) in other.children {
+            let merged = match self.children.remove(&pe) {
+                Some(mine) => mine.union_with(child),
+                None => child,
+            };
+            self.children.insert(pe, merged);
+        }
+        self.prune_empty()
+    }
+
+    /// Removes one path (not the paths below it), as `difference` with a set of that
+    /// path does, in place.
+    pub fn remove(&mut self, path: &[PathElement]) {
+        match path {
+            [] => {}
+            [last] => {
+                self.members.remove(last);
+            }
+            [first, rest @ ..] => {
+                if let Some(child) = self.children.get_mut(first) {
+                    child.remove(rest);
+                    if child.is_empty() {
+                        self.children.remove(first);
+                    }
+                }
+            }
+        }
+    }
+
     /// Paths in `self` but not in `other` (a member of `other` does not remove the
     /// paths below it, as upstream's `Difference`).
     pub fn difference(&self, other: &Set) -> Set {
@@ -625,5 +666,56 @@ mod tests {
             Set::from_fields_v1(&json!([])),
             Err(FieldsError::NotAnObject)
         );
+    }
+}
+
+#[cfg(test)]
+mod owned_ops_tests {
+    use super::*;
+
+    fn f(name: &str) -> PathElement {
+        PathElement::Field(name.into())
+    }
+
+    fn set(paths: &[&[&str]]) -> Set {
+        let mut s = Set::new();
+        for p in paths {
+            s.insert(&p.iter().map(|n| f(n)).collect::<Vec<_>>());
+        }
+        s
+    }
+
+    #[test]
+    fn owned_union_and_remove_match_the_copying_operations() {
+        let sets = [
+            set(&[]),
+            set(&[&["a"], &["b", "c"], &["b", "d", "e"]]),
+            set(&[&["b"], &["b", "c"], &["x", "y"]]),
+            set(&[
+                &["metadata"],
+                &["metadata", "name"],
+                &["metadata", "labels", "app"],
+            ]),
+        ];
+        for a in &sets {
+            for b in &sets {
+                assert_eq!(a.clone().union_with(b.clone()), a.union(b), "{a:?} + {b:?}");
+            }
+        }
+        for a in &sets {
+            for path in [
+                &["b", "c"][..],
+                &["metadata"],
+                &["metadata", "name"],
+                &["b", "d", "e"],
+            ] {
+                let path: Vec<PathElement> = path.iter().map(|n| f(n)).collect();
+                let mut removed = a.clone();
+                removed.remove(&path);
+                let mut one = Set::new();
+                one.insert(&path);
+                assert_eq!(removed, a.difference(&one), "{a:?} - {path:?}");
+            }
+        }
     }
 }

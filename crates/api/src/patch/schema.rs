@@ -143,6 +143,18 @@ registry! {
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(build_registry);
 
+/// Resolved positions, by the addresses of the static schemas they come from (see
+/// [`Node::shape`] and [`Node::field`]); bounded by the number of schema positions.
+#[derive(Default)]
+struct Memo {
+    shapes: foldhash::HashMap<(usize, usize), Shape>,
+    fields: foldhash::HashMap<(usize, usize), Node>,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::default();
+}
+
 /// The upstream OpenAPI definition name of a built-in kind, e.g.
 /// `("apps", "v1", "Deployment")` → `io.k8s.api.apps.v1.Deployment`. The core group is
 /// the empty string. Returns `None` for kinds that are not built in (custom resources).
@@ -249,8 +261,33 @@ impl Node {
         Node { ty, meta }
     }
 
+    /// This position's identity for the memo tables: the addresses of its static
+    /// schema (or definition name) and patch metadata.
+    fn identity(&self) -> (usize, usize) {
+        let ty = match self.ty {
+            Type::Named(name) => name.as_ptr() as usize,
+            Type::Inline(schema) => std::ptr::from_ref(schema) as usize,
+            Type::Deduced => 0,
+        };
+        (ty, self.meta.map_or(0, |m| std::ptr::from_ref(m) as usize))
+    }
+
     /// The shape of this position.
+    ///
+    /// Memoized per thread: resolving a position looks up its definition by name,
+    /// reads several schema keywords and searches the patch metadata, and the field
+    /// manager asks for the shape of every position of every object written.
     pub fn shape(&self) -> Shape {
+        let id = self.identity();
+        if let Some(shape) = MEMO.with_borrow(|m| m.shapes.get(&id).copied()) {
+            return shape;
+        }
+        let shape = self.resolve_shape();
+        MEMO.with_borrow_mut(|m| m.shapes.insert(id, shape));
+        shape
+    }
+
+    fn resolve_shape(&self) -> Shape {
         let (schema, name) = match self.ty {
             Type::Deduced => return Shape::Deduced,
             Type::Named(name) => match REGISTRY.definitions.get(name) {
@@ -268,9 +305,21 @@ impl Node {
         match self.shape() {
             Shape::Struct {
                 name, properties, ..
-            } => properties
-                .get(key)
-                .map(|schema| Node::from_schema(schema, lookup(name, key))),
+            } => {
+                // Memoized by the property's (static) schema: `from_schema` resolves
+                // `$ref`s by name and `lookup` searches the patch metadata.
+                let (property, schema) = properties.get_key_value(key)?;
+                let id = (
+                    std::ptr::from_ref(schema) as usize,
+                    property.as_ptr() as usize,
+                );
+                if let Some(node) = MEMO.with_borrow(|m| m.fields.get(&id).copied()) {
+                    return Some(node);
+                }
+                let node = Node::from_schema(schema, lookup(name, key));
+                MEMO.with_borrow_mut(|m| m.fields.insert(id, node));
+                Some(node)
+            }
             Shape::Map { values, .. } => Some(values),
             Shape::Deduced => Some(Node::DEDUCED),
             Shape::List { .. } | Shape::Scalar => None,
