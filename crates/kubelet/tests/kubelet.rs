@@ -499,22 +499,41 @@ async fn pull_failure_shows_err_image_pull_then_back_off() {
             ..Default::default()
         },
     );
-    create_pod(&env, "nopull", "missing:1", "Always").await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-    eventually("ErrImagePull and ImagePullBackOff", || {
-        let pods = pods.clone();
-        let seen = seen.clone();
-        async move {
-            let p = pods.get_opt("nopull").await.ok()??;
-            let cs = p.status?.container_statuses?.into_iter().next()?;
-            let r = cs.state?.waiting?.reason?;
-            let mut seen = seen.lock().ok()?;
-            seen.insert(r);
-            (seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff")).then_some(())
+    // Every version of the pod, from a watch opened before the pod exists: ErrImagePull
+    // lasts only until the next sync, so polling GETs on a loaded machine can miss it.
+    let config = kube::runtime::watcher::Config::default().fields("metadata.name=nopull");
+    let mut versions = Box::pin(kube::runtime::WatchStreamExt::applied_objects(
+        kube::runtime::watcher(pods.clone(), config),
+    ));
+    create_pod(&env, "nopull", "missing:1", "Always").await;
+    let mut seen = std::collections::HashSet::new();
+    let both = tokio::time::timeout(WAIT * 3, async {
+        use futures::StreamExt;
+        while let Some(p) = versions.next().await {
+            let Ok(p) = p else { continue };
+            let reason = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|cs| cs.state)
+                .and_then(|st| st.waiting)
+                .and_then(|w| w.reason);
+            if let Some(r) = reason {
+                seen.insert(r);
+            }
+            if seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff") {
+                return true;
+            }
         }
+        false
     })
     .await;
+    assert_eq!(
+        both,
+        Ok(true),
+        "ErrImagePull and ImagePullBackOff, saw {seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
