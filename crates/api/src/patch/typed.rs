@@ -165,6 +165,29 @@ fn item_elements(list: &[Value], items: Node, kind: ListKind) -> Option<Vec<Path
         .collect()
 }
 
+/// The items of two list sides (absent or non-list sides are empty) with their path
+/// elements; `None` if some item on either side has none.
+#[allow(clippy::type_complexity)]
+fn keyed_items<'a>(
+    lhs: Option<&'a Value>,
+    rhs: Option<&'a Value>,
+    items: Node,
+    kind: ListKind,
+) -> Option<(&'a [Value], Vec<PathElement>, &'a [Value], Vec<PathElement>)> {
+    let side = |v: Option<&'a Value>| {
+        v.and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    let (l, r) = (side(lhs), side(rhs));
+    Some((
+        l,
+        item_elements(l, items, kind)?,
+        r,
+        item_elements(r, items, kind)?,
+    ))
+}
+
 /// Every leaf field and list item of `value`, as upstream's `ToFieldSet`.
 pub(crate) fn field_set(value: &Value, node: Node) -> Set {
     let mut set = Set::new();
@@ -353,19 +376,9 @@ impl Walk {
                 true
             }
             Kind::List { items, kind } => {
-                let l = lhs
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let r = rhs
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
                 // Materializing an item never adds a list key: the zero-valued fields
                 // are structs and non-omitempty pointers, slices and maps.
-                let (Some(lpe), Some(rpe)) =
-                    (item_elements(l, items, kind), item_elements(r, items, kind))
-                else {
+                let Some((l, lpe, r, rpe)) = keyed_items(lhs, rhs, items, kind) else {
                     self.leaf(lhs, rhs, node, path, cmp);
                     return true;
                 };
@@ -586,17 +599,7 @@ fn merge_at(lhs: Option<&Value>, rhs: Option<&Value>, node: Node) -> Option<Valu
         | Kind::Map { atomic: true, .. } => keep_rhs(),
         _ if is_empty_container(lhs) && is_empty_container(rhs) => keep_rhs(),
         Kind::List { items, kind } => {
-            let l = lhs
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let r = rhs
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let (Some(lpe), Some(rpe)) =
-                (item_elements(l, items, kind), item_elements(r, items, kind))
-            else {
+            let Some((l, lpe, r, rpe)) = keyed_items(lhs, rhs, items, kind) else {
                 return keep_rhs();
             };
             let merged = merge_lists(l, &lpe, r, &rpe, items);
