@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod join;
 pub mod kubeletproxy;
 pub mod list;
+pub mod loopback;
 pub mod metrics;
 pub mod metrics_api;
 pub mod openapi;

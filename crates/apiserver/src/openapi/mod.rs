@@ -60,7 +60,6 @@ pub enum OpenApiError {
 /// The served resources and their documents. Cheap to share behind an `Arc`; every
 /// method takes `&self`.
 pub struct OpenApi {
-    registry: &'static Registry,
     model: RwLock<Model>,
     cache: Mutex<Cache>,
 }
@@ -107,7 +106,6 @@ impl OpenApi {
     /// Documents for the given built-in resources (normally `api::catalog::builtin()`).
     pub fn new(builtins: &[ResourceInfo]) -> OpenApi {
         OpenApi {
-            registry: registry::shared(),
             model: RwLock::new(Model {
                 builtins: builtins.to_vec(),
                 customs: BTreeMap::new(),
@@ -227,7 +225,7 @@ impl OpenApi {
         }
         let model = self.read_model();
         let src = Source {
-            registry: self.registry,
+            registry: registry::shared(),
             model: &model,
         };
         let mut index = serde_json::Map::new();
@@ -259,7 +257,7 @@ impl OpenApi {
         let mut cache = self.lock_cache();
         let model = self.read_model();
         let src = Source {
-            registry: self.registry,
+            registry: registry::shared(),
             model: &model,
         };
         v3_cached(&mut cache, &src, group, version)
@@ -288,7 +286,7 @@ impl OpenApi {
     ) -> Vec<String> {
         let model = self.read_model();
         let src = Source {
-            registry: self.registry,
+            registry: registry::shared(),
             model: &model,
         };
         let Some((schema, mode)) = root_schema(&src, group, version, kind) else {
@@ -314,7 +312,7 @@ impl OpenApi {
     ) -> Vec<String> {
         let model = self.read_model();
         let src = Source {
-            registry: self.registry,
+            registry: registry::shared(),
             model: &model,
         };
         let Some((schema, mode)) = root_schema(&src, group, version, kind) else {
@@ -334,7 +332,7 @@ impl OpenApi {
     ) -> Vec<String> {
         let model = self.read_model();
         let src = Source {
-            registry: self.registry,
+            registry: registry::shared(),
             model: &model,
         };
         let Some((schema, Mode::Structural)) = root_schema(&src, group, version, kind) else {
@@ -375,7 +373,7 @@ impl OpenApi {
         }
         let model = self.read_model();
         let src = Source {
-            registry: self.registry,
+            registry: registry::shared(),
             model: &model,
         };
         let doc = render::v2_document(&src);
@@ -504,7 +502,7 @@ struct Builtins(&'static Registry);
 
 impl fields::Resolve for Builtins {
     fn resolve(&self, name: &str) -> Option<(&Value, Mode)> {
-        self.0.definition(name, false).map(|d| (d, Mode::Builtin))
+        self.0.definition_v2(name).map(|d| (d, Mode::Builtin))
     }
 }
 

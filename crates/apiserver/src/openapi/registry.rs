@@ -9,6 +9,7 @@
 //! Definitions are kept in one canonical form, the swagger 2.0 one (`#/definitions/…`
 //! references with sibling keys); [`to_v3`] derives the OpenAPI 3 form.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -176,7 +177,6 @@ fn meta_definitions(g: &mut SchemaGenerator) {
 /// The built-in definitions in both forms, and which definition holds which kind.
 pub(crate) struct Registry {
     v2: Map<String, Value>,
-    v3: Map<String, Value>,
     by_gvk: HashMap<Gvk, String>,
 }
 
@@ -229,31 +229,35 @@ impl Registry {
         set_scalar_v2(&mut v2, QUANTITY, None);
         set_scalar_v2(&mut v2, INT_OR_STRING, Some("int-or-string"));
 
-        let mut v3: Map<String, Value> = v2.iter().map(|(k, v)| (k.clone(), to_v3(v))).collect();
-        if let Some(Value::Object(q)) = v3.get_mut(QUANTITY) {
-            q.remove("type");
-            q.insert(
-                "oneOf".into(),
-                json!([{"type": "string"}, {"type": "number"}]),
-            );
-        }
-        if let Some(Value::Object(q)) = v3.get_mut(INT_OR_STRING) {
-            q.remove("type");
-            q.insert(
-                "oneOf".into(),
-                json!([{"type": "integer"}, {"type": "string"}]),
-            );
-        }
-        Registry { v2, v3, by_gvk }
+        Registry { v2, by_gvk }
     }
 
-    /// A definition in the requested form.
-    pub(crate) fn definition(&self, name: &str, v3: bool) -> Option<&Value> {
-        if v3 {
-            self.v3.get(name)
-        } else {
-            self.v2.get(name)
+    /// A definition in the canonical (swagger 2.0) form.
+    pub(crate) fn definition_v2(&self, name: &str) -> Option<&Value> {
+        self.v2.get(name)
+    }
+
+    /// A definition in the requested form. The OpenAPI 3 form is derived on demand:
+    /// only document rendering asks for it, and its output is cached, so keeping a
+    /// second copy of every definition resident would cost memory (about 3 MB) for
+    /// nothing.
+    pub(crate) fn definition(&self, name: &str, v3: bool) -> Option<Cow<'_, Value>> {
+        let def = self.v2.get(name)?;
+        if !v3 {
+            return Some(Cow::Borrowed(def));
         }
+        let mut out = to_v3(def);
+        // Upstream publishes the two scalar-or-number types as `oneOf` in OpenAPI 3.
+        let one_of = match name {
+            QUANTITY => Some(json!([{"type": "string"}, {"type": "number"}])),
+            INT_OR_STRING => Some(json!([{"type": "integer"}, {"type": "string"}])),
+            _ => None,
+        };
+        if let (Some(one_of), Value::Object(q)) = (one_of, &mut out) {
+            q.remove("type");
+            q.insert("oneOf".into(), one_of);
+        }
+        Some(Cow::Owned(out))
     }
 
     /// The definition name holding `group/version kind`, if built in.
@@ -550,7 +554,7 @@ mod tests {
         for v3 in [false, true] {
             for name in reg.names() {
                 let mut refs = Vec::new();
-                references(reg.definition(name, v3).unwrap(), &mut refs);
+                references(&reg.definition(name, v3).unwrap(), &mut refs);
                 for r in refs {
                     assert!(
                         reg.definition(&r, v3).is_some(),

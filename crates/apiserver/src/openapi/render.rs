@@ -31,7 +31,7 @@ pub(crate) struct Source<'a> {
 
 impl Resolve for Source<'_> {
     fn resolve(&self, name: &str) -> Option<(&Value, Mode)> {
-        if let Some(def) = self.registry.definition(name, false) {
+        if let Some(def) = self.registry.definition_v2(name) {
             return Some((def, Mode::Builtin));
         }
         self.model.customs.values().find_map(|c| {
@@ -90,7 +90,7 @@ impl Source<'_> {
 
     fn definition(&self, name: &str, v3: bool) -> Option<Cow<'_, Value>> {
         if let Some(def) = self.registry.definition(name, v3) {
-            return Some(Cow::Borrowed(def));
+            return Some(def);
         }
         self.model.customs.values().find_map(|c| {
             let (def, list) = if v3 {
