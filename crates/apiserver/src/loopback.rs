@@ -1,16 +1,16 @@
 //! In-process clients of the API server.
 //!
-//! The controller manager and the scheduler that `flotilla server` runs in its own
-//! process reach the API through [`Loopback`], a `tower` service that hands each request
-//! straight to [`dispatch`]: authentication (the identity given here), authorization,
-//! routing and the handlers are the very ones a network client goes through, and a
-//! `kube::Client` built on it (`kube::Client::new(Loopback::…, "default")`) behaves as over
-//! HTTPS. What it skips is the transport: no loopback TCP connection per watch (the
-//! `kube` client speaks HTTP/1.1 only, so every informer held its own connection), no TLS
-//! record encryption of every event in both directions, no HTTP framing. Upstream's
-//! kube-apiserver has a loopback client for the same purpose; ours is an in-memory one.
-//! Separate processes (`flotilla controller-manager`, `flotilla scheduler`) still use
-//! HTTPS.
+//! The controller manager, the scheduler and the kubelet that `flotilla server` runs in
+//! its own process reach the API through [`Loopback`], a `tower` service that hands each
+//! request straight to [`dispatch`]: authentication (the identity given here),
+//! authorization, routing and the handlers are the very ones a network client goes
+//! through, and a `kube::Client` built on it (`kube::Client::new(Loopback::…, "default")`)
+//! behaves as over HTTPS. What it skips is the transport: no loopback TCP connection per
+//! watch (the `kube` client speaks HTTP/1.1 only, so every informer held its own
+//! connection), no TLS record encryption of every event in both directions, no HTTP
+//! framing. Upstream's kube-apiserver has a loopback client for the same purpose; ours is
+//! an in-memory one. Separate processes (`flotilla controller-manager`, `scheduler`,
+//! `kubelet`, `agent`) still use HTTPS.
 
 use std::convert::Infallible;
 use std::future::Future;

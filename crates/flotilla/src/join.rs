@@ -105,6 +105,7 @@ pub async fn run(cmd: AgentCmd, shutdown: CancellationToken) -> anyhow::Result<(
         &cmd.cluster_cidr,
         &flags,
         &cmd.runtime,
+        None,
         shutdown,
     )
     .await

@@ -392,9 +392,11 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
             let cluster_cidr = cmd.controllers.cluster_cidr.clone();
             let rflags = cmd.runtime.clone();
             let token = shutdown.clone();
+            let server = Some(running.server.clone());
             components.push(tokio::spawn(async move {
                 if let Err(e) =
-                    node::run_kubelet(&data_dir, &cluster_cidr, &flags, &rflags, token).await
+                    node::run_kubelet(&data_dir, &cluster_cidr, &flags, &rflags, server, token)
+                        .await
                 {
                     tracing::error!("kubelet stopped: {e:#}");
                 }
@@ -524,6 +526,7 @@ fn main() -> anyhow::Result<()> {
                         &cmd.cluster_cidr,
                         &cmd.kubelet,
                         &cmd.runtime,
+                        None,
                         token,
                     )
                     .await

@@ -54,6 +54,7 @@ pub async fn run_kubelet(
     cluster_cidr: &str,
     flags: &kubelet::KubeletFlags,
     rflags: &NodeRuntimeFlags,
+    in_process: Option<Arc<apiserver::ApiServer>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
@@ -85,9 +86,19 @@ pub async fn run_kubelet(
         rcfg.cluster_cidr = None;
     }
     let node_runtime = Arc::new(agent::NodeRuntime::open(rcfg)?);
-    let client = match &cfg.config.kubeconfig {
-        Some(p) => Some(crate::kube_client(p).await?),
-        None => None,
+    let client = match (&cfg.config.kubeconfig, in_process) {
+        // The server's own kubelet: the API server is in this process, so requests go
+        // to it directly (`apiserver::loopback`), as the node, with the privileges of
+        // the admin kubeconfig it was given.
+        (Some(_), Some(server)) => Some(kube::Client::new(
+            apiserver::loopback::Loopback::component(
+                server,
+                &format!("system:node:{}", cfg.config.node_name),
+            ),
+            "default",
+        )),
+        (Some(p), None) => Some(crate::kube_client(p).await?),
+        (None, _) => None,
     };
     // The pod network starts on the node's podCIDR: the configured one (or the
     // standalone default), else the one the controller manager allocates (watched on
