@@ -259,13 +259,11 @@ pub(crate) struct Comparison {
 
 /// Compares `lhs` (old) with `rhs` (new), as upstream's `Compare`.
 pub(crate) fn compare(lhs: &Value, rhs: &Value, node: Node) -> Comparison {
-    let mut cmp = Comparison::default();
-    let walk = Walk {
+    Walk {
         materialize: false,
         skip_managed_fields: false,
-    };
-    walk.compare_at(Some(lhs), Some(rhs), node, &mut Vec::new(), &mut cmp);
-    cmp
+    }
+    .compare(lhs, rhs, node)
 }
 
 /// What [`compare`] finds between the [`materialized`] copies of `lhs` and `rhs`,
@@ -275,13 +273,11 @@ pub(crate) fn compare(lhs: &Value, rhs: &Value, node: Node) -> Comparison {
 /// small part of an object (a pod's status, its `nodeName`), and materializing both
 /// whole versions took a quarter of the API server's CPU under load.
 pub(crate) fn compare_materializing(lhs: &Value, rhs: &Value, node: Node) -> Comparison {
-    let mut cmp = Comparison::default();
-    let walk = Walk {
+    Walk {
         materialize: true,
         skip_managed_fields: true,
-    };
-    walk.compare_at(Some(lhs), Some(rhs), node, &mut Vec::new(), &mut cmp);
-    cmp
+    }
+    .compare(lhs, rhs, node)
 }
 
 /// How a comparison walks the two objects.
@@ -313,6 +309,13 @@ fn zero_ref(zero: super::zero::Zero) -> &'static Value {
 }
 
 impl Walk {
+    /// The comparison of two whole objects at `node`.
+    fn compare(self, lhs: &Value, rhs: &Value, node: Node) -> Comparison {
+        let mut cmp = Comparison::default();
+        self.compare_at(Some(lhs), Some(rhs), node, &mut Vec::new(), &mut cmp);
+        cmp
+    }
+
     fn compare_at(
         self,
         lhs: Option<&Value>,
