@@ -290,9 +290,9 @@ async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
 /// A client of the API server running in this process, as the built-in component
 /// `name`: requests go straight to its handlers, with no loopback connection or TLS
 /// (see `apiserver::loopback`).
-fn loopback_client(running: &apiserver::Running, name: &str) -> kube::Client {
+fn loopback_client(server: std::sync::Arc<apiserver::ApiServer>, name: &str) -> kube::Client {
     kube::Client::new(
-        apiserver::loopback::Loopback::component(running.server.clone(), name),
+        apiserver::loopback::Loopback::component(server, name),
         "default",
     )
 }
@@ -358,7 +358,7 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
     println!("join token: {}", running.token_file.display());
     let mut components = Vec::new();
     if with_components && !cmd.disable_controller_manager {
-        let client = loopback_client(&running, "system:kube-controller-manager");
+        let client = loopback_client(running.server.clone(), "system:kube-controller-manager");
         let mut opts = cmd.controllers.options();
         opts.root_ca = root_ca(&running.kubeconfig);
         let token = shutdown.clone();
@@ -369,7 +369,7 @@ async fn run_server(cmd: ServerCmd, with_components: bool) -> anyhow::Result<()>
         }));
     }
     if with_components && !cmd.disable_scheduler {
-        let client = loopback_client(&running, "system:kube-scheduler");
+        let client = loopback_client(running.server.clone(), "system:kube-scheduler");
         let args = scheduler::SchedulerArgs {
             leader_elect: cmd.controllers.leader_elect,
             ..Default::default()

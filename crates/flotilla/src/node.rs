@@ -90,12 +90,9 @@ pub async fn run_kubelet(
         // The server's own kubelet: the API server is in this process, so requests go
         // to it directly (`apiserver::loopback`), as the node, with the privileges of
         // the admin kubeconfig it was given.
-        (Some(_), Some(server)) => Some(kube::Client::new(
-            apiserver::loopback::Loopback::component(
-                server,
-                &format!("system:node:{}", cfg.config.node_name),
-            ),
-            "default",
+        (Some(_), Some(server)) => Some(crate::loopback_client(
+            server,
+            &format!("system:node:{}", cfg.config.node_name),
         )),
         (Some(p), None) => Some(crate::kube_client(p).await?),
         (None, _) => None,
