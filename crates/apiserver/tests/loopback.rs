@@ -5,13 +5,13 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use apiserver::auth::UserInfo;
 use apiserver::loopback::Loopback;
+
+mod common;
 
 fn config_map(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(json!({
@@ -23,25 +23,9 @@ fn config_map(name: &str, value: &str) -> ConfigMap {
 
 #[tokio::test]
 async fn loopback_client_behaves_like_a_network_client() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shutdown = CancellationToken::new();
-    let running = apiserver::start_with_store(
-        apiserver::ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            secure_port: 0,
-            bind_address: "127.0.0.1".into(),
-            ..Default::default()
-        },
-        store::MemoryStore::new().expect("store"),
-        shutdown.clone(),
-    )
-    .await
-    .expect("start");
-    let kc = Kubeconfig::read_from(&running.kubeconfig).expect("kubeconfig");
-    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    let https = Client::try_from(cfg).expect("https client");
+    let server = common::start().await;
+    let running = &server.running;
+    let https = common::client(&running.kubeconfig, None).await;
     let local = Client::new(
         Loopback::component(running.server.clone(), "system:kube-controller-manager"),
         "default",
@@ -124,5 +108,4 @@ async fn loopback_client_behaves_like_a_network_client() {
         }
         other => panic!("expected a Status error, got {other:?}"),
     }
-    shutdown.cancel();
 }

@@ -4,61 +4,26 @@
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{AuthInfo, Config, KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::client;
 
 struct Env {
     client: Client,
     kubeconfig: std::path::PathBuf,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    _server: common::TestServer,
 }
 
 async fn start() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shutdown = CancellationToken::new();
-    let running = apiserver::start_with_store(
-        apiserver::ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            secure_port: 0,
-            bind_address: "127.0.0.1".into(),
-            ..Default::default()
-        },
-        store::MemoryStore::new().expect("store"),
-        shutdown.clone(),
-    )
-    .await
-    .expect("start");
-    let client = client(&running.kubeconfig, None).await;
+    let server = common::start().await;
+    let kubeconfig = server.running.kubeconfig.clone();
     Env {
-        client,
-        kubeconfig: running.kubeconfig,
-        shutdown,
-        _dir: dir,
+        client: client(&kubeconfig, None).await,
+        kubeconfig,
+        _server: server,
     }
-}
-
-/// A client from the admin kubeconfig, or with only a bearer token.
-async fn client(kubeconfig: &std::path::Path, token: Option<&str>) -> Client {
-    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    if let Some(t) = token {
-        cfg.auth_info = AuthInfo {
-            token: Some(t.to_string().into()),
-            ..Default::default()
-        };
-    }
-    Client::try_from(cfg).expect("client")
 }
 
 async fn create_sa(c: &Client, ns: &str, name: &str, automount: Option<bool>) -> ServiceAccount {
