@@ -30,25 +30,8 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, kind: &str, obj: &CachedObject) -> Bytes {
         match self.rendering {
-            Rendering::Full => {
-                let mut out = Vec::with_capacity(obj.json.len() + 32);
-                out.extend_from_slice(b"{\"type\":\"");
-                out.extend_from_slice(kind.as_bytes());
-                out.extend_from_slice(b"\",\"object\":");
-                out.extend_from_slice(&obj.json);
-                out.extend_from_slice(b"}\n");
-                Bytes::from(out)
-            }
-            Rendering::Metadata => {
-                let partial = obj.partial_metadata_json();
-                let mut out = Vec::with_capacity(partial.len() + 32);
-                out.extend_from_slice(b"{\"type\":\"");
-                out.extend_from_slice(kind.as_bytes());
-                out.extend_from_slice(b"\",\"object\":");
-                out.extend_from_slice(&partial);
-                out.extend_from_slice(b"}\n");
-                Bytes::from(out)
-            }
+            Rendering::Full => encoded_line(kind, &obj.json),
+            Rendering::Metadata => encoded_line(kind, &obj.partial_metadata_json()),
             Rendering::Table => {
                 let v = obj.value();
                 let mut t = crate::table::table(
@@ -76,6 +59,17 @@ impl Encoder {
         let obj = json!({"kind": self.route.info.kind, "apiVersion": self.route.info.api_version(), "metadata": meta});
         line("BOOKMARK", &obj)
     }
+}
+
+/// A watch event line around an object that is already encoded JSON (no re-encoding).
+fn encoded_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 fn line(kind: &str, obj: &Value) -> Bytes {
