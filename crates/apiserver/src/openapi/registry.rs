@@ -174,7 +174,8 @@ fn meta_definitions(g: &mut SchemaGenerator) {
     g.subschema_for::<meta::ListMeta>();
 }
 
-/// The built-in definitions in both forms, and which definition holds which kind.
+/// The built-in definitions (swagger 2.0 form; [`Registry::definition`] derives the
+/// OpenAPI 3 one), and which definition holds which kind.
 pub(crate) struct Registry {
     v2: Map<String, Value>,
     by_gvk: HashMap<Gvk, String>,
