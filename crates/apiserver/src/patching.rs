@@ -9,6 +9,10 @@ use crate::handlers::ResourceRoute;
 use crate::registry::{WriteOptions, WriteResult};
 use crate::server::ApiServer;
 
+/// How many times a patch is re-applied to a changed object before the conflict is
+/// reported (upstream's patcher retries a conflicting patch a few times as well).
+const MAX_PATCH_ATTEMPTS: u32 = 5;
+
 fn patch_error(e: api::patch::PatchError) -> ApiError {
     let code = e.status_code();
     let msg = e.status_message();
@@ -114,16 +118,30 @@ pub async fn patch(
         ));
     }
     if sub == Some("scale") {
-        let cur = crate::handlers::get_object(server, r).await?;
-        let scale = crate::subresources::to_scale(&info, &cur.value());
-        let new_scale = match pt {
-            PatchType::Apply => api::patch::merge_patch(&scale, &patch).map_err(patch_error)?,
-            PatchType::StrategicMerge => {
-                api::patch::merge_patch(&scale, &patch).map_err(patch_error)?
+        // As upstream's patch loop: the patch is applied to the current Scale, and when
+        // the object changes before the write (a controller updating its status), it is
+        // applied again to the new one. Only a resourceVersion the patch itself sets is
+        // a precondition that ends in 409.
+        let mut attempts = 0;
+        loop {
+            let cur = crate::handlers::get_object(server, r).await?;
+            let scale = crate::subresources::to_scale(&info, &cur.value());
+            let new_scale = match pt {
+                PatchType::Apply => api::patch::merge_patch(&scale, &patch).map_err(patch_error)?,
+                PatchType::StrategicMerge => {
+                    api::patch::merge_patch(&scale, &patch).map_err(patch_error)?
+                }
+                _ => apply_patch(pt, &scale, &patch, None)?,
+            };
+            let unpinned =
+                new_scale["metadata"]["resourceVersion"] == scale["metadata"]["resourceVersion"];
+            match crate::subresources::apply_scale(server, r, new_scale, opts).await {
+                Err(e) if e.code == 409 && unpinned && attempts < MAX_PATCH_ATTEMPTS => {
+                    attempts += 1;
+                }
+                result => return result,
             }
-            _ => apply_patch(pt, &scale, &patch, None)?,
-        };
-        return crate::subresources::apply_scale(server, r, new_scale, opts).await;
+        }
     }
     if pt == PatchType::Apply {
         return apply(server, r, sub, patch, definition.as_deref(), opts).await;
